@@ -205,7 +205,7 @@ def _scene(rng: np.random.Generator, rows: int, cols: int, cloud_cover: float, l
     unfilled = np.zeros((rows, cols), bool)
     edge = max(2, cols // 200)
     unfilled[:, :edge] = True
-    unfilled[:, rng.choice(np.arange(edge, cols), size=max(1, cols // 500), replace=False)] = True
+    unfilled[:, cols - edge // 2:] = True
     r0, r1 = sza_range
     return {"land": land, "snow": snow, "cloud": cloud, "opacity": opacity, "texture": texture,
             "unfilled": unfilled, "sza0": r0, "sza_along": (r1 - r0) * 0.7, "sza_across": (r1 - r0) * 0.3}

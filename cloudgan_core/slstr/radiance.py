@@ -81,7 +81,7 @@ def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray) -> np.ndarray:
     NaN (fill, night) becomes 0.
     """
     out = np.empty(s3.shape + (3,), dtype=np.uint8)
-    for i, plane in enumerate(((s3 + s5) * 0.5, s3, (s3 + s1) * 0.5)):
+    for i, plane in enumerate(((s3 + s5) * 0.5, np.array(s3, dtype=np.float32), (s3 + s1) * 0.5)):
         plane = np.nan_to_num(plane, nan=0.0, copy=False)
         np.clip(plane, 0.0, 1.0, out=plane)
         plane *= 255.0

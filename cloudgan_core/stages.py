@@ -1,0 +1,181 @@
+"""The per-product stages of the pipeline as plain functions over folders.
+
+Each stage reads the previous stage's folder and writes its own (every file under a temporary
+name, then renamed). The Dagster assets call these; so can a notebook or a script.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cloudgan_core.atomic import atomic_dir, save_npy, write_text
+from cloudgan_core.errors import ProductError
+from cloudgan_core.slstr.flags import PIXEL_FLAGS, scene_masks
+from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, md5_hex
+from cloudgan_core.slstr.product import (FALSE_COLOR_BANDS, OPTIONAL_FILES, PIPELINE_FILES, open_product,
+                                         product_id)
+from cloudgan_core.slstr.radiance import detector_index, false_color, reflectance
+from cloudgan_core.slstr.geometry import solar_zenith
+from cloudgan_core.tiles import (DEFAULT_BIN_EDGES, DEFAULT_TILE_SIZE, Tiles, bin_counts, read_tiles, slice_tiles,
+                                 sort_tiles, write_tiles)
+
+
+@dataclass
+class StageResult:
+    """What a stage wrote and the figures a user wants to see."""
+
+    path: Path
+    figures: dict = field(default_factory=dict)
+    preview: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def find_in_inbox(inbox: Path, key: str) -> Path | None:
+    """The ``<key>.zip`` or ``<key>.SEN3`` in ``inbox``, or None."""
+    for candidate in (inbox / f"{key}.SEN3", inbox / f"{key}.zip"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def inbox_products(inbox: Path) -> list[str]:
+    """Product ids of the ``.zip``/``.SEN3`` entries in ``inbox`` (sorted, without suffix)."""
+    if not inbox.is_dir():
+        return []
+    keys = {product_id(p.name) for p in inbox.iterdir()
+            if (p.suffix == ".zip" and p.is_file()) or (p.suffix == ".SEN3" and p.is_dir())}
+    return sorted(k for k in keys if "_SL_1_RBT___" in k)
+
+
+def stored_product(store_dir: Path) -> Path:
+    """The ``.SEN3`` folder inside a partition's ``products`` folder."""
+    found = sorted(store_dir.glob("*.SEN3"))
+    if not found:
+        raise ProductError(store_dir, "no registered product here; materialize the products asset first")
+    return found[0]
+
+
+def register_product(source: Path, store_dir: Path, *, expected_id: str | None = None) -> StageResult:
+    """Copy the files the pipeline reads from a product into the store, verifying every MD5.
+
+    ``source`` may be a ``.zip`` (read member by member, never unpacked whole) or a ``.SEN3``
+    folder. The store gets ``<store_dir>/<name>.SEN3/`` with the manifest and the pipeline files
+    (plus optional ones when present), swapped in whole once all are verified.
+    """
+    with open_product(source) as product:
+        if expected_id and product.id != expected_id:
+            raise ProductError(source, f"manifest names product {product.id}, expected {expected_id}")
+        product.require(PIPELINE_FILES)
+        names = list(PIPELINE_FILES) + [f for f in OPTIONAL_FILES if product.has(f)]
+        digests: dict[str, str] = {}
+        total = 0
+        with atomic_dir(store_dir) as tmp:
+            folder = tmp / product.name
+            folder.mkdir()
+            for name in names:
+                data = product.read_bytes(name)
+                if name != MANIFEST_NAME:
+                    entry = product.manifest.files.get(name)
+                    if entry is None:
+                        raise ProductError(product.describe(name), "file is not listed in the manifest; cannot verify it")
+                    digest = md5_hex(data)
+                    if digest != entry.md5:
+                        raise ProductError(product.describe(name), f"MD5 mismatch: manifest says {entry.md5}, file has "
+                                                                   f"{digest} (corrupt or incomplete product)")
+                    digests[name] = digest
+                (folder / name).write_bytes(data)
+                total += len(data)
+        m: Manifest = product.manifest
+    figures = {"product": m.product_id, "timeliness": m.timeliness, "platform": m.platform,
+               "start_time": m.start_time, "cloudy_pixels_percentage": m.cloudy_pixels_percentage,
+               "footprint_wkt": m.footprint_wkt, "files_verified": len(digests), "bytes": total,
+               "source": str(source)}
+    write_text(store_dir / "product.json", json.dumps({**figures, "md5": digests}, indent=2, sort_keys=True))
+    return StageResult(store_dir / m.product_name, figures)
+
+
+def compute_masks(product_dir: Path, out_dir: Path, *, source: str = "summary_cloud", max_solar_zenith: float = 85.0,
+                  verify: bool = False) -> StageResult:
+    """Cloud mask and per-pixel flags → ``flags.npy`` (uint16 bits), ``cloud.npy`` (uint8 0/1), ``masks.json``."""
+    with open_product(product_dir) as product:
+        if verify:
+            product.verify(["flags_an.nc", "geometry_tn.nc"])
+        masks = scene_masks(product, source=source, max_solar_zenith=max_solar_zenith)
+        cloudy_pct = product.manifest.cloudy_pixels_percentage
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_npy(out_dir / "flags.npy", masks.flags)
+    save_npy(out_dir / "cloud.npy", masks.cloud.view(np.uint8))
+    figures = {"rows": masks.shape[0], "columns": masks.shape[1], "cloud_source": masks.source,
+               **{k: round(v, 6) for k, v in masks.fractions().items()},
+               "manifest_cloudy_pixels_percentage": cloudy_pct}
+    write_text(out_dir / "masks.json", json.dumps({**figures, "pixel_flags": list(PIXEL_FLAGS), "notes": masks.notes},
+                                                  indent=2, sort_keys=True))
+    return StageResult(out_dir, figures, preview=masks.cloud, notes=masks.notes)
+
+
+def compute_false_color(product_dir: Path, out_dir: Path, *, adjust: bool = True, save_reflectance: bool = True,
+                        bands: Sequence[str] = FALSE_COLOR_BANDS) -> StageResult:
+    """Reflectance of ``bands`` and the false-colour image → ``false_color.npy`` (uint8 rows x cols x 3),
+    ``reflectance.npy`` (float32 bands x rows x cols, optional) and ``false_color.json``."""
+    bands = list(dict.fromkeys([*FALSE_COLOR_BANDS, *bands]))
+    with open_product(product_dir) as product:
+        with product.open_dataset("flags_an.nc") as ds:
+            shape = (int(ds.sizes["rows"]), int(ds.sizes["columns"]))
+        sza = solar_zenith(product, shape)
+        det = detector_index(product, shape)
+        refl = {b: reflectance(product, b, sza, adjust=adjust, detectors=det) for b in bands}
+    image = false_color(refl["S1"], refl["S3"], refl["S5"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_npy(out_dir / "false_color.npy", image)
+    if save_reflectance:
+        save_npy(out_dir / "reflectance.npy", np.stack([refl[b] for b in bands]))
+    figures = {"rows": shape[0], "columns": shape[1], "bands": ",".join(bands), "adjustment_factors": adjust,
+               "solar_zenith_min": round(float(np.nanmin(sza)), 3), "solar_zenith_max": round(float(np.nanmax(sza)), 3),
+               **{f"{b}_median_reflectance": round(float(np.nanmedian(refl[b][::4, ::4])), 4) for b in bands}}
+    write_text(out_dir / "false_color.json", json.dumps(figures, indent=2, sort_keys=True))
+    return StageResult(out_dir, figures, preview=image)
+
+
+def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product: str,
+               tile_size: int = DEFAULT_TILE_SIZE) -> StageResult:
+    """Slice the scene into tiles → ``images.npy``, ``masks.npy``, ``index.csv``."""
+    image = np.load(false_color_dir / "false_color.npy", mmap_mode="r")
+    flags = np.load(masks_dir / "flags.npy", mmap_mode="r")
+    tiles = slice_tiles(image, flags, product, tile_size)
+    write_tiles(out_dir, tiles)
+    n = len(tiles)
+    figures = {"tiles": n, "tile_size": tile_size,
+               "mean_cloud_fraction": round(float(np.mean([r["cloud_fraction"] for r in tiles.index])), 4) if n else 0.0,
+               "mean_valid_fraction": round(float(np.mean([r["valid_fraction"] for r in tiles.index])), 4) if n else 0.0}
+    return StageResult(out_dir, figures)
+
+
+def sort_product_tiles(tiles_dir: Path, out_dir: Path, *, edges: Sequence[float] = DEFAULT_BIN_EDGES,
+                       gan_range: tuple[float, float] = (10.0, 95.0), min_valid_fraction: float = 0.9) -> StageResult:
+    """Sort tiles into cover bins; write the full ``index.csv`` and two groups, ``surface/`` (clear
+    surface candidates) and ``gan_input/`` (the masks the generator will turn into clouds)."""
+    tiles = sort_tiles(read_tiles(tiles_dir), edges=edges, gan_range=gan_range, min_valid_fraction=min_valid_fraction)
+    with atomic_dir(out_dir) as tmp:
+        write_tiles(tmp, Tiles(tiles.images[:0], tiles.masks[:0], tiles.index))
+        (tmp / "images.npy").unlink()
+        (tmp / "masks.npy").unlink()
+        for group, key in (("surface", "surface_candidate"), ("gan_input", "gan_input")):
+            rows = [i for i, r in enumerate(tiles.index) if r[key]]
+            write_tiles(tmp / group, tiles.take(rows))
+    counts = bin_counts(tiles.index, edges)
+    figures = {"tiles": len(tiles), **{f"bin_{k}": v for k, v in counts.items()},
+               "surface_candidates": sum(r["surface_candidate"] for r in tiles.index),
+               "gan_inputs": sum(r["gan_input"] for r in tiles.index)}
+    return StageResult(out_dir, figures)
+
+
+def remove_partition(root: Path, assets: Sequence[str], key: str) -> None:
+    """Delete the stored outputs of one partition (used when a partition is dropped)."""
+    for asset in assets:
+        shutil.rmtree(root / asset / key, ignore_errors=True)

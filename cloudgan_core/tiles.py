@@ -1,0 +1,198 @@
+"""Cut a scene into square tiles, measure each tile, sort tiles into cloud-cover bins.
+
+Tiles are kept as arrays (``images`` N x H x W x 3 uint8, ``masks`` N x H x W uint8 with 1 = cloud)
+next to an index table (``index.csv``, one row per tile) that opens with one line of Python::
+
+    import pandas as pd; index = pd.read_csv("storage/sorted_tiles/<product>/index.csv")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cloudgan_core.atomic import save_npy, write_text
+from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
+
+DEFAULT_TILE_SIZE = 256
+DEFAULT_BIN_EDGES: tuple[float, ...] = (0.0, 10.0, 95.0, 100.0)
+FRACTION_FLAGS = ("cloud", "valid", "day", "land", "snow")
+INDEX_COLUMNS = ("tile", "product", "row", "col", "size", "cloud_fraction", "valid_fraction", "day_fraction",
+                 "land_fraction", "snow_fraction", "bin", "surface_candidate", "gan_input")
+
+
+@dataclass
+class Tiles:
+    """Tiles of one or more scenes.
+
+    Attributes
+    ----------
+    images
+        uint8 (N, H, W, 3) false colour.
+    masks
+        uint8 (N, H, W); 1 = cloud, 0 = clear.
+    index
+        One dict per tile with the keys of :data:`INDEX_COLUMNS` (those known so far).
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    index: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Tiles:
+        """The tiles at positions ``rows``, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Tiles(self.images[rows], self.masks[rows], [self.index[i] for i in rows])
+
+
+def check_tile_size(size: int) -> int:
+    """Tile sides must be a positive multiple of 4 (the generator down/up-samples twice)."""
+    if size <= 0 or size % 4:
+        raise ValueError(f"tile size must be a positive multiple of 4, got {size}")
+    return size
+
+
+def tile_origins(shape: tuple[int, int], size: int) -> list[tuple[int, int]]:
+    """Top-left (row, col) of every full tile; the ragged remainder at the bottom/right is skipped."""
+    check_tile_size(size)
+    return [(r, c) for r in range(0, shape[0] - size + 1, size) for c in range(0, shape[1] - size + 1, size)]
+
+
+def _block_mean(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
+    view = plane[: nr * size, : nc * size].reshape(nr, size, nc, size)
+    return view.sum(axis=(1, 3), dtype=np.int64).reshape(-1) / float(size * size)
+
+
+def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = DEFAULT_TILE_SIZE) -> Tiles:
+    """Cut a false-colour image and its pixel flags into tiles.
+
+    Parameters
+    ----------
+    image
+        uint8 (rows, cols, 3).
+    flags
+        uint16 (rows, cols) bit field of :data:`cloudgan_core.slstr.flags.PIXEL_FLAGS`.
+    product
+        Product id stored in the index.
+    size
+        Tile side in pixels (multiple of 4).
+    """
+    if image.shape[:2] != flags.shape:
+        raise ValueError(f"image {image.shape[:2]} and flags {flags.shape} differ in size")
+    check_tile_size(size)
+    nr, nc = flags.shape[0] // size, flags.shape[1] // size
+    n = nr * nc
+    if n == 0:
+        return Tiles(np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), np.uint8), [])
+    crop_img = image[: nr * size, : nc * size]
+    images = crop_img.reshape(nr, size, nc, size, 3).transpose(0, 2, 1, 3, 4).reshape(n, size, size, 3).copy()
+    cloud = ((flags & PIXEL_FLAG_BITS["cloud"]) != 0).view(np.uint8)
+    masks = cloud[: nr * size, : nc * size].reshape(nr, size, nc, size).transpose(0, 2, 1, 3).reshape(n, size, size).copy()
+    fractions = {name: _block_mean(((flags & PIXEL_FLAG_BITS[name]) != 0).view(np.uint8), size, nr, nc)
+                 for name in FRACTION_FLAGS}
+    index = []
+    for k in range(n):
+        index.append({
+            "tile": k, "product": product, "row": (k // nc) * size, "col": (k % nc) * size, "size": size,
+            **{f"{name}_fraction": round(float(fractions[name][k]), 6) for name in FRACTION_FLAGS},
+        })
+    return Tiles(images, masks, index)
+
+
+def bin_label(lo: float, hi: float) -> str:
+    """Label of the cover bin (lo, hi] in percent, e.g. ``"10-95"``."""
+    return f"{lo:g}-{hi:g}"
+
+
+def cover_bin(cloud_percent: float, edges: Sequence[float]) -> str:
+    """The bin a cloud cover (percent) falls in: ``[e0, e1]``, then ``(e_i, e_i+1]``."""
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if cloud_percent <= hi + 1e-9:
+            return bin_label(lo, hi)
+    return bin_label(edges[-2], edges[-1])
+
+
+def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, gan_range: tuple[float, float] = (10.0, 95.0),
+               min_valid_fraction: float = 0.9) -> Tiles:
+    """Label every tile with its cover bin and its role; returns the same tiles with a fuller index.
+
+    - ``bin``: the cover bin (edges in percent, default 0/10/95/100 as the original).
+    - ``surface_candidate``: fully valid, fully daytime, 0 % cloud, no snow/ice: a clear surface.
+    - ``gan_input``: cloud cover in ``(gan_range[0], gan_range[1]]`` percent and at least
+      ``min_valid_fraction`` valid pixels: the masks the generator turns into clouds.
+    """
+    edges = [float(e) for e in edges]
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        raise ValueError(f"bin edges must increase, got {edges}")
+    lo, hi = gan_range
+    index = []
+    for row in tiles.index:
+        pct = 100.0 * row["cloud_fraction"]
+        row = dict(row)
+        row["bin"] = cover_bin(pct, edges)
+        row["surface_candidate"] = bool(row["cloud_fraction"] == 0 and row["valid_fraction"] == 1
+                                        and row["day_fraction"] == 1 and row["snow_fraction"] == 0)
+        row["gan_input"] = bool(lo < pct <= hi and row["valid_fraction"] >= min_valid_fraction)
+        index.append(row)
+    return Tiles(tiles.images, tiles.masks, index)
+
+
+def bin_counts(index: Sequence[dict], edges: Sequence[float] = DEFAULT_BIN_EDGES) -> dict[str, int]:
+    """Number of tiles per cover bin (every bin listed, empty ones as 0)."""
+    counts = {bin_label(a, b): 0 for a, b in zip(edges[:-1], edges[1:])}
+    for row in index:
+        counts[row["bin"]] = counts.get(row["bin"], 0) + 1
+    return counts
+
+
+def index_to_csv(index: Sequence[dict]) -> str:
+    """The index as CSV text with the columns of :data:`INDEX_COLUMNS` that are present."""
+    cols = [c for c in INDEX_COLUMNS if index and c in index[0]] if index else list(INDEX_COLUMNS[:5])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(index)
+    return buf.getvalue()
+
+
+def _parse(value: str) -> object:
+    if value in ("True", "False"):
+        return value == "True"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_index(path: str | Path) -> list[dict]:
+    """Read an ``index.csv`` back into dicts with numbers and booleans restored."""
+    with open(path, newline="") as fh:
+        return [{k: (_parse(v) if k != "product" and k != "bin" else v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def write_tiles(folder: str | Path, tiles: Tiles) -> Path:
+    """Write ``images.npy``, ``masks.npy`` and ``index.csv`` into ``folder`` (each atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_npy(folder / "images.npy", tiles.images)
+    save_npy(folder / "masks.npy", tiles.masks)
+    write_text(folder / "index.csv", index_to_csv(tiles.index))
+    return folder
+
+
+def read_tiles(folder: str | Path, *, mmap: bool = False) -> Tiles:
+    """Read tiles written by :func:`write_tiles`."""
+    folder = Path(folder)
+    mode = "r" if mmap else None
+    return Tiles(np.load(folder / "images.npy", mmap_mode=mode), np.load(folder / "masks.npy", mmap_mode=mode),
+                 read_index(folder / "index.csv"))
