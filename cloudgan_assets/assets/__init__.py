@@ -1,0 +1,1 @@
+"""Asset groups: ingest, scenes, tiles, clouds, dataset."""

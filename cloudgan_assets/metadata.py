@@ -1,0 +1,35 @@
+"""Turn stage figures and preview arrays into Dagster metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from cloudgan_core.preview import markdown_image
+
+
+def figures(values: Mapping[str, object]) -> dict[str, object]:
+    """Plain values as metadata (None dropped, paths as paths, floats rounded)."""
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            out[key] = dg.MetadataValue.path(str(value))
+        elif isinstance(value, float):
+            out[key] = dg.MetadataValue.float(round(value, 6))
+        elif isinstance(value, (bool, np.bool_)):
+            out[key] = dg.MetadataValue.bool(bool(value))
+        elif isinstance(value, (int, np.integer)):
+            out[key] = dg.MetadataValue.int(int(value))
+        else:
+            out[key] = dg.MetadataValue.text(str(value))
+    return out
+
+
+def preview(image: np.ndarray, caption: str, max_side: int = 480) -> dg.MetadataValue:
+    """An inline PNG preview (base64 data URI inside Markdown)."""
+    return dg.MetadataValue.md(f"**{caption}**\n\n{markdown_image(image, caption, max_side)}")

@@ -1,0 +1,25 @@
+"""Shared set-up for tests that run the Dagster definitions on simulated products."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_core.simulate import simulate_product
+from cloudgan_core.slstr.product import product_id
+
+#: Small scenes tile into 64-pixel tiles in these tests.
+SMALL_RUN_CONFIG = {"ops": {"tiles": {"config": {"tile_size": 64}}}}
+
+
+def make_inbox(inbox: Path, seeds: tuple[int, ...] = (21, 22), *, rows: int = 192, cols: int = 256) -> list[str]:
+    """Simulate small products as zips into ``inbox``; return their partition keys."""
+    keys = []
+    for seed in seeds:
+        path = simulate_product(inbox, seed=seed, rows=rows, cols=cols, as_zip=True, cloud_cover=0.3 + 0.05 * (seed % 3))
+        keys.append(product_id(path.name))
+    return keys
+
+
+def storage_for(tmp: Path) -> CloudGANStorage:
+    return CloudGANStorage(root=str(tmp / "storage"), inbox=str(tmp / "inbox"))
