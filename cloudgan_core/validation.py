@@ -1,0 +1,247 @@
+"""Plain checks on composites and training sets, each returning a :class:`CheckOutcome`.
+
+The Dagster asset checks call these and turn the outcome into an ``AssetCheckResult``
+(``passed``, ``description``, ``metadata``). Metadata values are plain JSON types (int, float,
+str, lists of those), never NumPy scalars. A check never raises on bad data: malformed input
+(mismatched shapes, an empty set) is a failed outcome that says what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_MAX_LISTED = 20  # tile indices listed in metadata at most
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """Result of one check.
+
+    Attributes
+    ----------
+    passed
+        True when the data meets the check.
+    description
+        One sentence a user reads in the UI: what was checked and what was found.
+    metadata
+        Figures behind the verdict (JSON types).
+    """
+
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _shape(arr: Any) -> tuple[int, ...] | None:
+    return tuple(int(x) for x in np.shape(arr)) if arr is not None else None
+
+
+def _pairing_problem(composites: Any, surfaces: Any, masks: Any) -> str | None:
+    c, s, m = np.shape(composites), np.shape(surfaces), np.shape(masks)
+    if len(c) != 4 or c[-1] != 3:
+        return f"composites must be (N, H, W, 3), got {c}"
+    if c != s:
+        return f"composites {c} and surfaces {s} differ in shape"
+    if len(m) != 3 or m != c[:3]:
+        return f"masks {m} do not match the composites' (N, H, W) {c[:3]}"
+    return None
+
+
+def check_aligned(
+    images: Any,
+    masks: Any,
+    index: Sequence[int] | None = None,
+    *,
+    mask_index: Sequence[int] | None = None,
+) -> CheckOutcome:
+    """Images and masks pair up: same count, same H × W, same pair numbers.
+
+    Parameters
+    ----------
+    images
+        ``(N, H, W, 3)`` array, or a sequence of ``(H, W, 3)`` tiles.
+    masks
+        ``(N, H, W)`` array, or a sequence of ``(H, W)`` tiles.
+    index
+        Pair numbers of the images (e.g. the manifest's ``index`` column or the numbers of the
+        files in ``images/``); must be N distinct numbers.
+    mask_index
+        Pair numbers of the masks (e.g. the numbers of the files in ``masks/``); must equal
+        ``index`` element by element.
+    """
+    n_img, n_mask = len(images), len(masks)
+    meta: dict[str, Any] = {"n_images": n_img, "n_masks": n_mask}
+    if n_img != n_mask:
+        return CheckOutcome(False, f"{n_img} images but {n_mask} masks", meta)
+    bad_shape = []
+    for k in range(n_img):
+        ishape, mshape = np.shape(images[k]), np.shape(masks[k])
+        if len(ishape) != 3 or ishape[-1] != 3 or len(mshape) != 2 or ishape[:2] != mshape:
+            bad_shape.append(k)
+    meta["shape_mismatches"] = len(bad_shape)
+    if bad_shape:
+        k = bad_shape[0]
+        meta["mismatched_tiles"] = bad_shape[:_MAX_LISTED]
+        return CheckOutcome(
+            False,
+            f"{len(bad_shape)} pair(s) differ in size, first at position {k}: image "
+            f"{_shape(images[k])} vs mask {_shape(masks[k])}",
+            meta,
+        )
+    if index is not None:
+        idx = [int(x) for x in index]
+        if len(idx) != n_img:
+            meta["n_index"] = len(idx)
+            return CheckOutcome(False, f"index lists {len(idx)} numbers for {n_img} pairs", meta)
+        if len(set(idx)) != len(idx):
+            dup = sorted({x for x in idx if idx.count(x) > 1})
+            meta["duplicate_numbers"] = dup[:_MAX_LISTED]
+            return CheckOutcome(False, f"index repeats pair numbers {dup[:5]}", meta)
+        if mask_index is not None:
+            midx = [int(x) for x in mask_index]
+            if midx != idx:
+                only_img = sorted(set(idx) - set(midx))
+                only_mask = sorted(set(midx) - set(idx))
+                meta["only_images"] = only_img[:_MAX_LISTED]
+                meta["only_masks"] = only_mask[:_MAX_LISTED]
+                reorder = "" if only_img or only_mask else ", or same numbers in another order"
+                return CheckOutcome(
+                    False,
+                    f"image and mask numbers differ (images only: {only_img[:5]}, masks only: "
+                    f"{only_mask[:5]}{reorder})",
+                    meta,
+                )
+    shape = _shape(masks[0]) if n_img else None
+    meta["tile_shape"] = list(shape) if shape else None
+    return CheckOutcome(True, f"{n_img} images and masks pair up ({shape} px)", meta)
+
+
+def check_outside_mask_unchanged(composites: Any, surfaces: Any, masks: Any) -> CheckOutcome:
+    """Every clear pixel of every composite is byte-identical to its surface.
+
+    A pixel counts as differing when any of its three channels differs. Metadata:
+    ``differing_pixels`` (the count; must be 0), ``clear_pixels``, ``tiles_affected``.
+    """
+    problem = _pairing_problem(composites, surfaces, masks)
+    if problem:
+        return CheckOutcome(False, problem, {"differing_pixels": -1})
+    comp, surf = np.asarray(composites), np.asarray(surfaces)
+    clear = np.asarray(masks) == 0
+    differs = np.any(comp != surf, axis=-1) & clear
+    n_diff = int(np.count_nonzero(differs))
+    per_tile = np.count_nonzero(differs.reshape(differs.shape[0], -1), axis=1)
+    tiles = np.flatnonzero(per_tile).tolist()
+    meta = {
+        "differing_pixels": n_diff,
+        "clear_pixels": int(np.count_nonzero(clear)),
+        "tiles_affected": len(tiles),
+        "affected_tiles": tiles[:_MAX_LISTED],
+    }
+    if n_diff:
+        return CheckOutcome(
+            False,
+            f"{n_diff} clear pixel(s) differ from the surface in {len(tiles)} tile(s) "
+            f"(first: tile {tiles[0]}); the mask is not exact",
+            meta,
+        )
+    return CheckOutcome(True, f"all {meta['clear_pixels']} clear pixels equal the surface", meta)
+
+
+def check_inside_mask_changed(
+    composites: Any, surfaces: Any, masks: Any, min_share: float = 0.95
+) -> CheckOutcome:
+    """At least ``min_share`` of the cloudy pixels differ from the surface (any channel).
+
+    A set without cloudy pixels passes (nothing to change; share reported as 1.0).
+    """
+    problem = _pairing_problem(composites, surfaces, masks)
+    if problem:
+        return CheckOutcome(False, problem, {"changed_share": 0.0})
+    comp, surf = np.asarray(composites), np.asarray(surfaces)
+    cloudy = np.asarray(masks) != 0
+    n_cloudy = int(np.count_nonzero(cloudy))
+    changed = int(np.count_nonzero(np.any(comp != surf, axis=-1) & cloudy))
+    share = changed / n_cloudy if n_cloudy else 1.0
+    meta = {
+        "changed_share": float(share),
+        "changed_pixels": changed,
+        "cloudy_pixels": n_cloudy,
+        "min_share": float(min_share),
+    }
+    if share < min_share:
+        return CheckOutcome(
+            False,
+            f"only {share:.1%} of {n_cloudy} cloudy pixels differ from the surface "
+            f"(need {min_share:.1%}); clouds are too faint",
+            meta,
+        )
+    return CheckOutcome(True, f"{share:.1%} of {n_cloudy} cloudy pixels changed", meta)
+
+
+def check_cloud_fraction_range(
+    cloud_fractions: Sequence[float] | np.ndarray, low: float, high: float
+) -> CheckOutcome:
+    """Every cloud fraction lies within ``[low, high]`` (NaN fails)."""
+    f = np.asarray(cloud_fractions, dtype=np.float64).ravel()
+    tol = 1e-9
+    bad = np.flatnonzero(~((f >= low - tol) & (f <= high + tol)))
+    meta: dict[str, Any] = {
+        "low": float(low),
+        "high": float(high),
+        "n": int(f.size),
+        "n_outside": int(bad.size),
+        "outside_tiles": bad[:_MAX_LISTED].tolist(),
+    }
+    finite = f[np.isfinite(f)]
+    if finite.size:
+        meta["min"] = float(finite.min())
+        meta["max"] = float(finite.max())
+    if bad.size:
+        k = int(bad[0])
+        return CheckOutcome(
+            False,
+            f"{bad.size} of {f.size} cloud fractions outside [{low}, {high}] "
+            f"(first: tile {k} with {f[k]})",
+            meta,
+        )
+    return CheckOutcome(True, f"all {f.size} cloud fractions within [{low}, {high}]", meta)
+
+
+def check_tiles_sane(images: Any) -> CheckOutcome:
+    """The set is not empty, and no tile is all black or holds NaN."""
+    n = len(images)
+    if n == 0:
+        return CheckOutcome(False, "the set is empty", {"n_tiles": 0})
+    nan_tiles, black_tiles = [], []
+    for k in range(n):
+        tile = np.asarray(images[k])
+        if np.issubdtype(tile.dtype, np.floating) and np.isnan(tile).any():
+            nan_tiles.append(k)
+        elif tile.size == 0 or not np.any(tile):
+            black_tiles.append(k)
+    meta = {
+        "n_tiles": n,
+        "nan_tiles": len(nan_tiles),
+        "all_black_tiles": len(black_tiles),
+        "bad_tiles": sorted(nan_tiles + black_tiles)[:_MAX_LISTED],
+    }
+    if nan_tiles or black_tiles:
+        parts = []
+        if nan_tiles:
+            parts.append(f"{len(nan_tiles)} tile(s) with NaN (first {nan_tiles[0]})")
+        if black_tiles:
+            parts.append(f"{len(black_tiles)} all-black tile(s) (first {black_tiles[0]})")
+        return CheckOutcome(False, "; ".join(parts), meta)
+    return CheckOutcome(True, f"{n} tiles, none empty, all-black or NaN", meta)
+
+
+def check_min_pairs(n: int, minimum: int) -> CheckOutcome:
+    """The training set has at least ``minimum`` pairs."""
+    meta = {"pairs": int(n), "minimum": int(minimum)}
+    if n < minimum:
+        return CheckOutcome(False, f"{n} pairs, fewer than the required {minimum}", meta)
+    return CheckOutcome(True, f"{n} pairs (at least {minimum})", meta)
