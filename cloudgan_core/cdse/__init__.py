@@ -1,0 +1,65 @@
+"""Copernicus Data Space Ecosystem (CDSE) client: search, log in, download SL_1_RBT products.
+
+Plain ``requests``; no Dagster. Typical use::
+
+    endpoints = CdseEndpoints.from_env()
+    info = find_product_by_name("S3A_SL_1_RBT____20240101T...", endpoints)
+    tokens = TokenManager(endpoints, CdseCredentials.from_env())
+    folder = download_product(info, "data/inbox", endpoints=endpoints, tokens=tokens)
+"""
+
+from cloudgan_core.cdse.auth import TokenManager, totp_code
+from cloudgan_core.cdse.catalogue import (
+    MAX_SKIP,
+    ProductInfo,
+    SearchQuery,
+    find_product_by_name,
+    iter_products,
+    odata_datetime,
+    search_products,
+)
+from cloudgan_core.cdse.config import MAX_CONNECTIONS, CdseCredentials, CdseEndpoints
+from cloudgan_core.cdse.discovery import DiscoveryCursor, DiscoveryPlan, plan_additions, search_window
+from cloudgan_core.cdse.download import download_product, md5_file, node_url, product_url
+from cloudgan_core.cdse.errors import (
+    CdseAuthError,
+    CdseConfigError,
+    CdseDownloadError,
+    CdseError,
+    CdseNotFoundError,
+    CdseOfflineError,
+    CdseRequestError,
+)
+from cloudgan_core.cdse.http import RetryPolicy, same_site
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_SKIP",
+    "CdseAuthError",
+    "CdseConfigError",
+    "CdseCredentials",
+    "CdseDownloadError",
+    "CdseEndpoints",
+    "CdseError",
+    "CdseNotFoundError",
+    "CdseOfflineError",
+    "CdseRequestError",
+    "DiscoveryCursor",
+    "DiscoveryPlan",
+    "ProductInfo",
+    "RetryPolicy",
+    "SearchQuery",
+    "TokenManager",
+    "download_product",
+    "find_product_by_name",
+    "iter_products",
+    "md5_file",
+    "node_url",
+    "odata_datetime",
+    "plan_additions",
+    "product_url",
+    "same_site",
+    "search_products",
+    "search_window",
+    "totp_code",
+]
