@@ -8,9 +8,10 @@ import dagster as dg
 
 from cloudgan_assets.assets import ingest, scenes, tiles
 from cloudgan_assets.checks import masks_plausible
-from cloudgan_assets.jobs import process_product
-from cloudgan_assets.resources import CloudGANStorage
-from cloudgan_assets.sensors import inbox_sensor
+from cloudgan_assets.jobs import discover_products, process_product
+from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, DiscoverySettings
+from cloudgan_assets.schedules import discover_daily, process_pending_products
+from cloudgan_assets.sensors import cdse_discovery_sensor, inbox_sensor
 
 
 def _executor() -> dg.ExecutorDefinition:
@@ -19,11 +20,20 @@ def _executor() -> dg.ExecutorDefinition:
     return dg.multiprocess_executor if os.environ.get("CLOUDGAN_EXECUTOR") == "multiprocess" else dg.in_process_executor
 
 
+def _copernicus() -> CopernicusResource:
+    """Secrets as EnvVar (shown by name, never by value, in the UI) when set; otherwise read at use time."""
+    secrets = {field: dg.EnvVar(var) for field, var in
+               (("username", "CDSE_USERNAME"), ("password", "CDSE_PASSWORD"), ("totp", "CDSE_TOTP"))
+               if os.environ.get(var)}
+    return CopernicusResource(**secrets)
+
+
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingest, scenes, tiles]),
     asset_checks=[masks_plausible],
-    jobs=[process_product],
-    sensors=[inbox_sensor],
-    resources={"storage": CloudGANStorage()},
+    jobs=[process_product, discover_products],
+    sensors=[inbox_sensor, cdse_discovery_sensor],
+    schedules=[discover_daily, process_pending_products],
+    resources={"storage": CloudGANStorage(), "copernicus": _copernicus(), "discovery": DiscoverySettings()},
     executor=_executor(),
 )

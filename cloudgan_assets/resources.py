@@ -30,3 +30,81 @@ class CloudGANStorage(dg.ConfigurableResource):
     def path(self, asset: str, partition: str | None = None) -> Path:
         """``<root>/<asset>[/<partition>]``."""
         return asset_dir(self.root_path, asset, partition)
+
+
+class CopernicusResource(dg.ConfigurableResource):
+    """The Copernicus Data Space client: catalogue search and authenticated downloads.
+
+    Credentials come from the fields (wired to ``EnvVar("CDSE_USERNAME")`` etc. in the definitions
+    when those variables are set) or, when empty, from the environment at the time of use. The
+    endpoint fields override ``CDSE_TOKEN_URL`` / ``CDSE_CATALOGUE_URL`` / ``CDSE_DOWNLOAD_URL``,
+    which override the public CDSE endpoints.
+    """
+
+    username: Optional[str] = None
+    password: Optional[str] = None
+    totp: Optional[str] = None
+    token_url: Optional[str] = None
+    catalogue_url: Optional[str] = None
+    download_url: Optional[str] = None
+    download_mode: str = "files"
+    max_connections: int = 4
+
+    def endpoints(self):
+        from cloudgan_core.cdse import CdseEndpoints
+
+        return CdseEndpoints.from_env(token_url=self.token_url or None, catalogue_url=self.catalogue_url or None,
+                                      download_url=self.download_url or None)
+
+    def credentials(self):
+        from cloudgan_core.cdse import CdseCredentials
+
+        if self.username and self.password:
+            return CdseCredentials(self.username, self.password, self.totp or None)
+        return CdseCredentials.from_env()
+
+    def find(self, name: str, log=None):
+        """Catalogue entry of one product by name (with or without ``.SEN3``)."""
+        from cloudgan_core.cdse import find_product_by_name
+
+        return find_product_by_name(name, self.endpoints(), log=log)
+
+    def search(self, query, log=None):
+        """Catalogue search (no account needed)."""
+        from cloudgan_core.cdse import search_products
+
+        return search_products(query, self.endpoints(), log=log)
+
+    def download(self, name: str, dest_dir: Path, log=None) -> Path:
+        """Find a product by name and download it into ``dest_dir``; returns the ``.SEN3``/``.zip`` path."""
+        from cloudgan_core.cdse import TokenManager, download_product
+
+        endpoints = self.endpoints()
+        info = self.find(name, log=log)
+        tokens = TokenManager(endpoints, self.credentials(), log=log)
+        return download_product(info, dest_dir, endpoints=endpoints, tokens=tokens, mode=self.download_mode,
+                                max_connections=self.max_connections, log=log)
+
+
+class DiscoverySettings(dg.ConfigurableResource):
+    """What the discovery sensor and schedule search for (see the README's search config table)."""
+
+    lookback_days: float = 3.0
+    footprint_wkt: Optional[str] = None
+    cloud_cover_min: float = 10.0
+    cloud_cover_max: float = 95.0
+    timeliness: Optional[str] = None
+    platform: Optional[str] = None
+    orbit_direction: Optional[str] = "DESCENDING"
+    max_products: int = 10
+
+    def query(self, now):
+        """The :class:`~cloudgan_core.cdse.SearchQuery` for a search at ``now``."""
+        from datetime import timedelta
+
+        from cloudgan_core.cdse import SearchQuery, search_window
+
+        start, end = search_window(now, timedelta(days=self.lookback_days))
+        return SearchQuery(start=start, end=end, footprint_wkt=self.footprint_wkt,
+                           cloud_cover=(self.cloud_cover_min, self.cloud_cover_max), timeliness=self.timeliness,
+                           platform=self.platform, orbit_direction=self.orbit_direction)

@@ -1,14 +1,24 @@
-"""Sensors: new products dropped into the inbox become partitions and runs."""
+"""Sensors: new products in the inbox or on CDSE become partitions and runs."""
 
+from datetime import datetime, timezone
 
 import dagster as dg
 
 from cloudgan_assets.jobs import process_product
 from cloudgan_assets.partitions import products_partitions
-from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, DiscoverySettings
+from cloudgan_core.cdse import DiscoveryCursor, plan_additions
 from cloudgan_core.stages import inbox_products
 
 MAX_NEW_PER_TICK = 50
+
+
+def _add(keys: list[str], prefix: str, cursor: str | None = None) -> dg.SensorResult:
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=k, run_key=f"{prefix}:{k}") for k in keys],
+        dynamic_partitions_requests=[products_partitions.build_add_request(keys)],
+        cursor=cursor,
+    )
 
 
 @dg.sensor(job=process_product, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,
@@ -20,7 +30,22 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: CloudGANStorage) 
     if not new:
         return dg.SensorResult(skip_reason=f"no new products in {storage.inbox_path}")
     context.log.info(f"adding {len(new)} products from {storage.inbox_path}")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=k, run_key=f"inbox:{k}") for k in new],
-        dynamic_partitions_requests=[products_partitions.build_add_request(new)],
-    )
+    return _add(new, "inbox")
+
+
+@dg.sensor(job=process_product, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Searches the CDSE catalogue (DiscoverySettings) and adds new products as partitions with a "
+                       "run each, at most max_products per tick. Its cursor remembers what was added, so a restart "
+                       "adds nothing twice.")
+def cdse_discovery_sensor(context: dg.SensorEvaluationContext, copernicus: CopernicusResource,
+                          discovery: DiscoverySettings) -> dg.SensorResult:
+    query = discovery.query(datetime.now(timezone.utc))
+    found = copernicus.search(query, log=context.log)
+    plan = plan_additions(found, DiscoveryCursor.from_json(context.cursor),
+                          context.instance.get_dynamic_partitions(products_partitions.name),
+                          max_new=discovery.max_products, window_start=query.start)
+    keys = [p.key for p in plan.new]
+    if not keys:
+        return dg.SensorResult(skip_reason=f"{len(found)} products found, none new", cursor=plan.cursor.to_json())
+    context.log.info(f"adding {len(keys)} products from CDSE ({plan.deferred} left for later ticks)")
+    return _add(keys, "cdse", plan.cursor.to_json())
