@@ -135,7 +135,8 @@ def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, gan_
     lo, hi = gan_range
     index = []
     for row in tiles.index:
-        pct = 100.0 * row["cloud_fraction"]
+        # round away float noise (100 * 0.07 == 7.000000000000001) so bin and GAN range agree at edges
+        pct = round(100.0 * row["cloud_fraction"], 6)
         row = dict(row)
         row["bin"] = cover_bin(pct, edges)
         row["surface_candidate"] = bool(row["cloud_fraction"] == 0 and row["valid_fraction"] == 1

@@ -156,6 +156,16 @@ class Product:
             if var not in ds.variables:
                 ds.close()
                 raise ProductError(self.describe(name), f"variable {var!r} missing from {name}")
+        # Read the required variables now (in place, so later ``.values`` costs nothing): a file
+        # whose header is fine but whose data chunks are corrupt otherwise fails later with a bare
+        # h5py OSError that names no file.
+        for var in variables:
+            try:
+                ds.variables[var].load()
+            except Exception as exc:
+                ds.close()
+                raise ProductError(self.describe(name), f"cannot read variable {var!r} from {name}; corrupt data "
+                                                        f"({type(exc).__name__}: {exc})") from None
         return ds
 
     def close(self) -> None:
