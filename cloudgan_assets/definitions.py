@@ -6,10 +6,12 @@ import os
 
 import dagster as dg
 
-from cloudgan_assets.assets import ingest, scenes, tiles
+from cloudgan_assets.assets import clouds, dataset, ingest, scenes, tiles
 from cloudgan_assets.checks import masks_plausible
-from cloudgan_assets.jobs import discover_products, process_product
-from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, DiscoverySettings
+from cloudgan_assets.dataset_checks import DATASET_CHECKS
+from cloudgan_assets.jobs import build_training_set, composite_product, discover_products, process_product
+from cloudgan_assets.resources import (CloudGANStorage, CopernicusResource, DiscoverySettings, GeneratorModel,
+                                       TorchDevice)
 from cloudgan_assets.schedules import discover_daily, process_pending_products
 from cloudgan_assets.sensors import cdse_discovery_sensor, inbox_sensor
 
@@ -29,11 +31,12 @@ def _copernicus() -> CopernicusResource:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, scenes, tiles]),
-    asset_checks=[masks_plausible],
-    jobs=[process_product, discover_products],
+    assets=dg.load_assets_from_modules([ingest, scenes, tiles, clouds, dataset]),
+    asset_checks=[masks_plausible, *DATASET_CHECKS],
+    jobs=[process_product, composite_product, build_training_set, discover_products],
     sensors=[inbox_sensor, cdse_discovery_sensor],
     schedules=[discover_daily, process_pending_products],
-    resources={"storage": CloudGANStorage(), "copernicus": _copernicus(), "discovery": DiscoverySettings()},
+    resources={"storage": CloudGANStorage(), "copernicus": _copernicus(), "discovery": DiscoverySettings(),
+               "torch_device": TorchDevice(), "generator": GeneratorModel()},
     executor=_executor(),
 )

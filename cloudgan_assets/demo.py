@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inbox", type=Path, default=None, help="inbox folder (default: userdata/product_store)")
     args = ap.parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     if args.inbox:
         os.environ["CLOUDGAN_INBOX"] = str(args.inbox)
     from cloudgan_assets.definitions import defs
@@ -57,18 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sample products in {inbox}: {len(keys)}")
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(products_partitions.name, keys)
-    job = defs.resolve_job_def("process_product")
     failed = []
-    for key in keys:
+
+    def run(label: str, job: dg.JobDefinition, partition_key: str | None = None, selection=None) -> None:
         t = time.perf_counter()
-        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                         run_config=QUIET)
-        status = "ok" if result.success else "FAILED"
-        print(f"  {status:6s} {key}  ({time.perf_counter() - t:.1f} s)")
+        result = job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False,
+                                        run_config=QUIET, asset_selection=selection)
+        print(f"  {'ok' if result.success else 'FAILED':6s} {label}  ({time.perf_counter() - t:.1f} s)")
         if not result.success:
-            failed.append(key)
+            failed.append(label)
+
+    print("per product: products -> masks, false_color -> tiles -> sorted_tiles -> synthetic_clouds")
+    for key in keys:
+        run(key, defs.resolve_job_def("process_product"), key)
+    everything = defs.resolve_implicit_global_asset_job_def()
+    print("across products: surface_tiles, composites (per product), training_set, quality_report")
+    run("surface_tiles", everything, selection=[dg.AssetKey("surface_tiles")])
+    for key in keys:
+        run(f"composites {key}", defs.resolve_job_def("composite_product"), key)
+    run("training_set + quality_report", defs.resolve_job_def("build_training_set"))
     root = default_storage_root()
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs under {root}")
+    zip_path = root / "training_set" / "training_set.zip"
+    if zip_path.exists():
+        print(f"training set: {zip_path.parent}  (images/, masks/, clouds/, surface/, manifest.jsonl, {zip_path.name})")
     print(f"open the UI with:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
     if failed:
         print(f"{len(failed)} partition(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -6,7 +6,7 @@ from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CopernicusResource, DiscoverySettings
 
 #: Everything partitioned by product, in pipeline order; the last one marks a finished product.
-PRODUCT_ASSET_NAMES = ("products", "masks", "false_color", "tiles", "sorted_tiles")
+PRODUCT_ASSET_NAMES = ("products", "masks", "false_color", "tiles", "sorted_tiles", "synthetic_clouds")
 FINAL_PRODUCT_ASSET = PRODUCT_ASSET_NAMES[-1]
 
 process_product = dg.define_asset_job(
@@ -14,6 +14,14 @@ process_product = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*PRODUCT_ASSET_NAMES),
     description="Run the whole per-product chain for one product partition (in one process).",
 )
+
+composite_product = dg.define_asset_job(
+    "composite_product", selection=dg.AssetSelection.assets("composites"),
+    description="Lay one product's synthetic clouds over surface tiles (after surface_tiles).")
+
+build_training_set = dg.define_asset_job(
+    "build_training_set", selection=dg.AssetSelection.assets("training_set", "quality_report"),
+    description="Export the training set from every composites partition and report its quality.")
 
 
 @dg.op(description="Search the CDSE catalogue (DiscoverySettings) and add new products as partitions.")

@@ -4,6 +4,8 @@
 from pathlib import Path
 from typing import Optional
 
+from pydantic import PrivateAttr
+
 import dagster as dg
 
 from cloudgan_core.storage import asset_dir, default_inbox, default_storage_root
@@ -108,3 +110,52 @@ class DiscoverySettings(dg.ConfigurableResource):
         return SearchQuery(start=start, end=end, footprint_wkt=self.footprint_wkt,
                            cloud_cover=(self.cloud_cover_min, self.cloud_cover_max), timeliness=self.timeliness,
                            platform=self.platform, orbit_direction=self.orbit_direction)
+
+
+class TorchDevice(dg.ConfigurableResource):
+    """Where and how the generator runs. Injected into ``synthetic_clouds`` and ``train_generator``.
+
+    ``device``: auto | cpu | cuda | cuda:N. ``precision``: fp32 | bf16 | fp16 (fp16 on GPUs only).
+    ``batch_size``: tiles per pass (halved automatically on a GPU out-of-memory). ``num_threads``:
+    CPU threads for torch (None: torch's default).
+    """
+
+    device: str = "auto"
+    batch_size: int = 16
+    precision: str = "fp32"
+    num_threads: Optional[int] = None
+
+
+class GeneratorModel(dg.ConfigurableResource):
+    """The mask → cloud generator (G_B), loaded once per run.
+
+    ``checkpoint``: a reference-format ``latest_net_G_B.pth``; None uses the bundled default
+    model in ``data/models/``.
+    """
+
+    checkpoint: Optional[str] = None
+    _model = PrivateAttr(default=None)
+    _sha256 = PrivateAttr(default="")
+
+    @property
+    def path(self) -> Path:
+        from cloudgan_core.storage import PROJECT_DIR
+
+        return Path(self.checkpoint) if self.checkpoint else PROJECT_DIR / "data" / "models" / "latest_net_G_B.pth"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from cloudgan_core.gan import file_sha256, load_generator
+
+        self._model = load_generator(self.path, "cpu")
+        self._sha256 = file_sha256(self.path)
+
+    @property
+    def model(self):
+        if self._model is None:  # used outside a run (e.g. from a notebook)
+            self.setup_for_execution(None)  # type: ignore[arg-type]
+        return self._model
+
+    @property
+    def sha256(self) -> str:
+        self.model
+        return self._sha256

@@ -133,7 +133,7 @@ def check_outside_mask_unchanged(composites: Any, surfaces: Any, masks: Any) -> 
     clear = np.asarray(masks) == 0
     differs = np.any(comp != surf, axis=-1) & clear
     n_diff = int(np.count_nonzero(differs))
-    per_tile = np.count_nonzero(differs.reshape(differs.shape[0], -1), axis=1)
+    per_tile = np.count_nonzero(differs.reshape(differs.shape[0], int(np.prod(differs.shape[1:]))), axis=1)
     tiles = np.flatnonzero(per_tile).tolist()
     meta = {
         "differing_pixels": n_diff,

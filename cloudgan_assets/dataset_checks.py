@@ -1,0 +1,205 @@
+"""Asset checks on the composites (per product) and on the training set.
+
+Each check reads the files the asset wrote and calls a plain check of
+:mod:`cloudgan_core.validation`; unreadable or missing files are a failed check that names them,
+never an exception. All of them are blocking: a failing check stops the assets downstream of the
+checked one in the same run (composites → training_set → quality_report).
+"""
+
+import csv
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from cloudgan_assets.partitions import products_partitions
+from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_core.errors import CloudGANError
+from cloudgan_core.export import (PAIR_FOLDERS, pair_file_index, read_manifest, read_training_set,
+                                  read_training_sources)
+from cloudgan_core.validation import (CheckOutcome, check_aligned, check_cloud_fraction_range,
+                                      check_inside_mask_changed, check_min_pairs, check_outside_mask_unchanged,
+                                      check_tiles_sane)
+
+# Partitioned asset checks are a Dagster "preview" feature; the warning says nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+
+COMPOSITE_ARRAYS = ("images", "masks", "clouds", "surfaces")
+
+
+def _result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+    md = {k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v)
+          for k, v in outcome.metadata.items() if v is not None}
+    return dg.AssetCheckResult(passed=outcome.passed, description=outcome.description, metadata=md)
+
+
+def _failed(problem: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, description=problem)
+
+
+def _load_composites(storage: CloudGANStorage, key: str) -> dict[str, np.ndarray]:
+    """The four arrays of ``composites/<key>`` plus ``index`` (rows) — raises CloudGANError when unreadable."""
+    folder = storage.path("composites", key)
+    out: dict = {}
+    for name in COMPOSITE_ARRAYS:
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            raise CloudGANError(f"{path}: missing; materialize composites for {key}")
+        out[name] = np.load(path)
+    index = folder / "index.csv"
+    if not index.is_file():
+        raise CloudGANError(f"{index}: missing; materialize composites for {key}")
+    with open(index, newline="", encoding="utf-8") as fh:
+        out["index"] = list(csv.DictReader(fh))
+    return out
+
+
+def _with_composites(storage: CloudGANStorage, key: str, fn) -> dg.AssetCheckResult:
+    try:
+        data = _load_composites(storage, key)
+    except (CloudGANError, OSError, ValueError) as exc:
+        return _failed(f"cannot read the composites of {key}: {exc}")
+    return _result(fn(data))
+
+
+# --------------------------------------------------------------------------- composites
+
+
+class InsideChangedConfig(dg.Config):
+    min_share: float = Field(0.95, description="share of cloudy pixels that must differ from the surface")
+
+
+class CoverRangeConfig(dg.Config):
+    min_cover: float = Field(0.10, description="lowest cloud fraction (0..1) a composite may have")
+    max_cover: float = Field(0.95, description="highest cloud fraction (0..1) a composite may have")
+
+
+@dg.asset_check(asset="composites", name="aligned", partitions_def=products_partitions, blocking=True,
+                description="Images, masks, clouds and surfaces pair up: same count and tile size, one index row each.")
+def composites_aligned(context: dg.AssetCheckExecutionContext, storage: CloudGANStorage) -> dg.AssetCheckResult:
+    def check(d):
+        n = len(d["images"])
+        for name in ("clouds", "surfaces"):
+            if d[name].shape != d["images"].shape:
+                return CheckOutcome(False, f"{name} {d[name].shape} and images {d['images'].shape} differ in shape",
+                                    {"n_images": n})
+        numbers = [int(r["tile"]) for r in d["index"]]
+        return check_aligned(d["images"], d["masks"], numbers)
+
+    return _with_composites(storage, context.partition_key, check)
+
+
+@dg.asset_check(asset="composites", name="outside_mask_unchanged", partitions_def=products_partitions, blocking=True,
+                description="Every clear pixel of every composite equals its surface (zero differing pixels): "
+                            "the mask is exact.")
+def composites_outside_mask_unchanged(context: dg.AssetCheckExecutionContext,
+                                      storage: CloudGANStorage) -> dg.AssetCheckResult:
+    return _with_composites(storage, context.partition_key,
+                            lambda d: check_outside_mask_unchanged(d["images"], d["surfaces"], d["masks"]))
+
+
+@dg.asset_check(asset="composites", name="inside_mask_changed", partitions_def=products_partitions, blocking=True,
+                description="At least min_share of the cloudy pixels differ from the surface (clouds are visible).")
+def composites_inside_mask_changed(context: dg.AssetCheckExecutionContext, config: InsideChangedConfig,
+                                   storage: CloudGANStorage) -> dg.AssetCheckResult:
+    return _with_composites(storage, context.partition_key,
+                            lambda d: check_inside_mask_changed(d["images"], d["surfaces"], d["masks"],
+                                                                config.min_share))
+
+
+@dg.asset_check(asset="composites", name="cloud_fraction_range", partitions_def=products_partitions, blocking=True,
+                description="The cloud fraction of every mask lies within [min_cover, max_cover].")
+def composites_cloud_fraction_range(context: dg.AssetCheckExecutionContext, config: CoverRangeConfig,
+                                    storage: CloudGANStorage) -> dg.AssetCheckResult:
+    def check(d):
+        m = d["masks"]
+        fractions = m.reshape(len(m), -1).mean(axis=1) if len(m) else np.zeros(0)
+        return check_cloud_fraction_range(fractions, config.min_cover, config.max_cover)
+
+    return _with_composites(storage, context.partition_key, check)
+
+
+@dg.asset_check(asset="composites", name="tiles_sane", partitions_def=products_partitions, blocking=True,
+                description="No composite, cloud or surface tile is all black or holds NaN (an empty partition, "
+                            "a product without cloud tiles, passes).")
+def composites_tiles_sane(context: dg.AssetCheckExecutionContext, storage: CloudGANStorage) -> dg.AssetCheckResult:
+    def check(d):
+        if len(d["images"]) == 0:
+            return CheckOutcome(True, "no composites in this partition (no cloud tiles): nothing to check",
+                                {"n_tiles": 0})
+        for name in ("images", "clouds", "surfaces"):
+            outcome = check_tiles_sane(d[name])
+            if not outcome.passed:
+                return CheckOutcome(False, f"{name}: {outcome.description}", outcome.metadata)
+        return outcome
+
+    return _with_composites(storage, context.partition_key, check)
+
+
+# --------------------------------------------------------------------------- training_set
+
+
+class MinPairsConfig(dg.Config):
+    min_pairs: int = Field(10, description="the training set needs at least this many pairs")
+
+
+def _png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+@dg.asset_check(asset="training_set", name="aligned", blocking=True,
+                description="images/ and masks/ hold the same pair numbers with tiles of the same size; clouds/, "
+                            "surface/ and the manifest list the same numbers too.")
+def training_set_aligned(storage: CloudGANStorage) -> dg.AssetCheckResult:
+    dest = storage.path("training_set")
+    try:
+        numbers = pair_file_index(dest)
+        images = [_png(dest / "images" / f"{k:05d}.png") for k in numbers["images"]]
+        masks = [_png(dest / "masks" / f"{k:05d}.png") for k in numbers["masks"]]
+    except (CloudGANError, OSError) as exc:
+        return _failed(f"cannot read the training set {dest}: {exc}")
+    outcome = check_aligned(images, masks, numbers["images"], mask_index=numbers["masks"])
+    if not outcome.passed:
+        return _result(outcome)
+    for other in (*PAIR_FOLDERS[2:], "manifest"):
+        if numbers[other] != numbers["images"]:
+            missing = sorted(set(numbers["images"]) - set(numbers[other]))
+            extra = sorted(set(numbers[other]) - set(numbers["images"]))
+            return _result(CheckOutcome(False, f"{other} numbers differ from images/ (missing {missing[:5]}, "
+                                               f"extra {extra[:5]})",
+                                        {**outcome.metadata, "missing": missing[:20], "extra": extra[:20]}))
+    return _result(outcome)
+
+
+@dg.asset_check(asset="training_set", name="outside_mask_unchanged", blocking=True,
+                description="Every clear pixel of images/N.png equals surface/N.png; masks are 0/255.")
+def training_set_outside_mask_unchanged(storage: CloudGANStorage) -> dg.AssetCheckResult:
+    dest = storage.path("training_set")
+    try:
+        images, masks, _ = read_training_set(dest)
+        _, surfaces = read_training_sources(dest)
+    except (CloudGANError, OSError) as exc:
+        return _failed(f"cannot read the training set {dest}: {exc}")
+    return _result(check_outside_mask_unchanged(images, surfaces, masks))
+
+
+@dg.asset_check(asset="training_set", name="min_pairs", blocking=True,
+                description="The training set has at least min_pairs pairs.")
+def training_set_min_pairs(config: MinPairsConfig, storage: CloudGANStorage) -> dg.AssetCheckResult:
+    dest = storage.path("training_set")
+    try:
+        n = len(read_manifest(dest))
+    except (CloudGANError, OSError) as exc:
+        return _failed(f"cannot read the training set {dest}: {exc}")
+    return _result(check_min_pairs(n, config.min_pairs))
+
+
+COMPOSITE_CHECKS = [composites_aligned, composites_outside_mask_unchanged, composites_inside_mask_changed,
+                    composites_cloud_fraction_range, composites_tiles_sane]
+TRAINING_SET_CHECKS = [training_set_aligned, training_set_outside_mask_unchanged, training_set_min_pairs]
+DATASET_CHECKS = [*COMPOSITE_CHECKS, *TRAINING_SET_CHECKS]
