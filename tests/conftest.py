@@ -100,3 +100,13 @@ def real_product_dir() -> Path:
     if not found:
         pytest.skip(f"real SLSTR product not present at {REAL_DIR}")
     return found[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_real_cdse(monkeypatch):
+    """Tests never reach the internet: unless a test points CDSE at its local server, the
+    endpoints go to a closed port on 127.0.0.1 and no account is set."""
+    for var in ("CDSE_TOKEN_URL", "CDSE_CATALOGUE_URL", "CDSE_DOWNLOAD_URL"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9/odata/v1" if "TOKEN" not in var else "http://127.0.0.1:9/token")
+    for var in ("CDSE_USERNAME", "CDSE_PASSWORD", "CDSE_TOTP"):
+        monkeypatch.delenv(var, raising=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
 from cloudgan_core.simulate import simulate_product
 from cloudgan_core.slstr.product import product_id
 
@@ -23,3 +23,8 @@ def make_inbox(inbox: Path, seeds: tuple[int, ...] = (21, 22), *, rows: int = 19
 
 def storage_for(tmp: Path) -> CloudGANStorage:
     return CloudGANStorage(root=str(tmp / "storage"), inbox=str(tmp / "inbox"))
+
+
+def resources_for(tmp: Path) -> dict:
+    """The resources the per-product assets need, rooted in ``tmp`` (CDSE from the environment)."""
+    return {"storage": storage_for(tmp), "copernicus": CopernicusResource()}

@@ -13,7 +13,7 @@ from cloudgan_assets.checks import masks_plausible
 from cloudgan_assets.definitions import defs
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.sensors import inbox_sensor
-from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, storage_for
+from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, storage_for
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles])]
 
@@ -38,7 +38,7 @@ def failure_text(result) -> str:
 
 def run(tmp_path, instance, key, **kw):
     return dg.materialize([*ASSETS, masks_plausible], partition_key=key, instance=instance,
-                          resources={"storage": storage_for(tmp_path)}, run_config=SMALL_RUN_CONFIG, **kw)
+                          resources=resources_for(tmp_path), run_config=SMALL_RUN_CONFIG, **kw)
 
 
 def test_definitions_load_with_every_stage():
@@ -89,10 +89,15 @@ def test_broken_product_fails_its_partition_alone(setup):
     assert good.success
 
 
-def test_missing_product_in_inbox_is_a_clear_error(setup):
+def test_missing_product_in_inbox_is_a_clear_error(setup, monkeypatch):
+    from tests.cdse_server import FakeCdse
+
     tmp_path, keys, instance = setup
     (tmp_path / "inbox" / f"{keys[0]}.zip").unlink()
-    result = run(tmp_path, instance, keys[0], raise_on_error=False)
+    with FakeCdse(tmp_path / "cdse") as cdse:  # a catalogue that does not know the product
+        for k, v in cdse.env().items():
+            monkeypatch.setenv(k, v)
+        result = run(tmp_path, instance, keys[0], raise_on_error=False)
     assert "not found in the inbox" in failure_text(result)
 
 

@@ -7,6 +7,8 @@ import dagster as dg
 from cloudgan_assets.metadata import figures
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
+from cloudgan_core.cdse import CdseError
+from cloudgan_core.errors import ProductError
 from cloudgan_core.stages import find_in_inbox, register_product
 
 
@@ -21,7 +23,11 @@ def products(context: dg.AssetExecutionContext, storage: CloudGANStorage,
     downloaded = source is None
     if downloaded:
         context.log.info(f"{key} is not in the inbox {storage.inbox_path}; downloading it from CDSE")
-        source = copernicus.download(key, storage.path("downloads"), log=context.log)
+        try:
+            source = copernicus.download(key, storage.path("downloads"), log=context.log)
+        except CdseError as exc:
+            raise ProductError(key, f"not found in the inbox {storage.inbox_path} (as {key}.zip or {key}.SEN3), "
+                                    f"and the CDSE download failed: {exc}") from exc
     context.log.info(f"registering {source}")
     result = register_product(source, storage.path("products", key), expected_id=key)
     if downloaded:  # the store now holds the verified files; the download was only a staging copy
