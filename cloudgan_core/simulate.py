@@ -195,8 +195,9 @@ def _scene(rng: np.random.Generator, rows: int, cols: int, cloud_cover: float, l
     land_field = fractal_field((rows, cols), rng, beta=3.6)
     land = land_field > np.quantile(land_field, 1.0 - land_fraction) if land_fraction > 0 else np.zeros((rows, cols), bool)
     snow_field = fractal_field((rows, cols), rng, beta=3.0)
-    snow = land & (snow_field > np.quantile(snow_field, 0.97))
-    tau = fractal_field((rows, cols), rng, beta=2.8)
+    snow = land & (snow_field > np.quantile(snow_field, 0.985))
+    # small-scale texture on a large-scale envelope: clouds come in systems with clear gaps between
+    tau = fractal_field((rows, cols), rng, beta=2.6) + 1.5 * fractal_field((rows, cols), rng, beta=4.5)
     thresh = np.quantile(tau, 1.0 - cloud_cover) if cloud_cover > 0 else np.float32(2.0)
     cloud = tau > thresh
     span = max(float(tau.max() - thresh), 1e-6)
@@ -205,7 +206,6 @@ def _scene(rng: np.random.Generator, rows: int, cols: int, cloud_cover: float, l
     unfilled = np.zeros((rows, cols), bool)
     edge = max(2, cols // 200)
     unfilled[:, :edge] = True
-    unfilled[:, cols - edge // 2:] = True
     r0, r1 = sza_range
     return {"land": land, "snow": snow, "cloud": cloud, "opacity": opacity, "texture": texture,
             "unfilled": unfilled, "sza0": r0, "sza_along": (r1 - r0) * 0.7, "sza_across": (r1 - r0) * 0.3}
