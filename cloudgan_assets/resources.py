@@ -116,14 +116,23 @@ class TorchDevice(dg.ConfigurableResource):
     """Where and how the generator runs. Injected into ``synthetic_clouds`` and ``train_generator``.
 
     ``device``: auto | cpu | cuda | cuda:N. ``precision``: fp32 | bf16 | fp16 (fp16 on GPUs only).
-    ``batch_size``: tiles per pass (halved automatically on a GPU out-of-memory). ``num_threads``:
-    CPU threads for torch (None: torch's default).
+    ``batch_size``: tiles per pass (halved automatically on a GPU out-of-memory); None picks 16 on
+    a GPU and 2 on the CPU (larger CPU batches were slower in the benchmark). ``num_threads``: CPU
+    threads for torch (None: torch's default).
     """
 
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: Optional[int] = None
     precision: str = "fp32"
     num_threads: Optional[int] = None
+
+    def effective_batch_size(self) -> int:
+        """``batch_size``, or the default for the resolved device."""
+        if self.batch_size:
+            return self.batch_size
+        from cloudgan_core.gan import resolve_device
+
+        return 16 if resolve_device(self.device).type == "cuda" else 2
 
 
 class GeneratorModel(dg.ConfigurableResource):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
+from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, GeneratorModel, TorchDevice
 from cloudgan_core.simulate import simulate_product
 from cloudgan_core.slstr.product import product_id
 
@@ -27,4 +27,5 @@ def storage_for(tmp: Path) -> CloudGANStorage:
 
 def resources_for(tmp: Path) -> dict:
     """The resources the per-product assets need, rooted in ``tmp`` (CDSE from the environment)."""
-    return {"storage": storage_for(tmp), "copernicus": CopernicusResource()}
+    return {"storage": storage_for(tmp), "copernicus": CopernicusResource(),
+            "torch_device": TorchDevice(device="cpu"), "generator": GeneratorModel()}

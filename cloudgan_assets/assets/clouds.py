@@ -32,7 +32,7 @@ def synthetic_clouds(context: dg.AssetExecutionContext, config: CloudsConfig, st
     out = storage.path("synthetic_clouds", key)
     result = generate_product_clouds(
         storage.path("sorted_tiles", key), out, generator.model, cover_range=(config.min_cover, config.max_cover),
-        device=torch_device.device, batch_size=torch_device.batch_size, precision=torch_device.precision,
+        device=torch_device.device, batch_size=torch_device.effective_batch_size(), precision=torch_device.precision,
         num_threads=torch_device.num_threads, model_name=generator.path.name, model_sha256=generator.sha256,
         progress=lambda done, total: context.log.debug(f"{done}/{total} tiles"))
     md = {**figures(result.figures), "path": dg.MetadataValue.path(str(out))}
