@@ -29,3 +29,13 @@ def resources_for(tmp: Path) -> dict:
     """The resources the per-product assets need, rooted in ``tmp`` (CDSE from the environment)."""
     return {"storage": storage_for(tmp), "copernicus": CopernicusResource(),
             "torch_device": TorchDevice(device="cpu"), "generator": GeneratorModel()}
+
+
+def tiny_generator(path: Path) -> Path:
+    """A small random-weight generator checkpoint (reference format) for fast runs."""
+    import torch
+
+    from cloudgan_core.gan import ResnetGenerator, init_weights, save_generator
+
+    net = init_weights(ResnetGenerator(ngf=8, n_blocks=2), generator=torch.Generator().manual_seed(0))
+    return save_generator(net, path)

@@ -122,12 +122,19 @@ def test_discovery_sensor_adds_new_products_once_and_caps_per_tick(tmp_path, cds
 def test_backfill_schedule_requests_only_pending_partitions(tmp_path):
     from tests.dagster_helpers import make_inbox
 
+    from cloudgan_assets.assets import clouds
+    from cloudgan_assets.resources import GeneratorModel, TorchDevice
+    from tests.dagster_helpers import tiny_generator
+
     keys = make_inbox(tmp_path / "inbox")
+    chain = [*ASSETS, *dg.load_assets_from_modules([clouds])]
+    res = {**resources(tmp_path), "torch_device": TorchDevice(device="cpu"),
+           "generator": GeneratorModel(checkpoint=str(tiny_generator(tmp_path / "g.pth")))}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(products_partitions.name, keys)
         assert sorted(pending_partitions(instance)) == sorted(keys)
-        dg.materialize(ASSETS, partition_key=keys[0], instance=instance,
-                       resources={**resources(tmp_path)}, run_config=SMALL_RUN_CONFIG)
+        assert dg.materialize(chain, partition_key=keys[0], instance=instance, resources=res,
+                              selection=list(PRODUCT_ASSET_NAMES), run_config=SMALL_RUN_CONFIG).success
         assert pending_partitions(instance) == [keys[1]]
         ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 1, 2))
         requests = process_pending_products(ctx)

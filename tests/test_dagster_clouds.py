@@ -10,9 +10,9 @@ import torch
 from cloudgan_assets.assets import clouds, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import GeneratorModel, TorchDevice
-from cloudgan_core.gan import ResnetGenerator, file_sha256, init_weights, save_generator
+from cloudgan_core.gan import file_sha256
 from cloudgan_core.tiles import read_index
-from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for
+from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, tiny_generator
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles, clouds])]
 CHAIN = ["products", "masks", "false_color", "tiles", "sorted_tiles"]
@@ -20,9 +20,7 @@ CHAIN = ["products", "masks", "false_color", "tiles", "sorted_tiles"]
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = init_weights(ResnetGenerator(ngf=8, n_blocks=2), generator=torch.Generator().manual_seed(0))
-    return save_generator(net, tmp_path_factory.mktemp("model") / "latest_net_G_B.pth")
+    return tiny_generator(tmp_path_factory.mktemp("model") / "latest_net_G_B.pth")
 
 
 @pytest.fixture
