@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
+
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, GeneratorModel, TorchDevice
 from cloudgan_core.simulate import simulate_product
 from cloudgan_core.slstr.product import product_id
@@ -39,3 +41,13 @@ def tiny_generator(path: Path) -> Path:
 
     net = init_weights(ResnetGenerator(ngf=8, n_blocks=2), generator=torch.Generator().manual_seed(0))
     return save_generator(net, path)
+
+
+def failure_text(result) -> str:
+    """The message of the failed step with its causes (what the UI shows)."""
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    err, parts = failure.event_specific_data.error, []
+    while err is not None:
+        parts.append(err.message)
+        err = err.cause
+    return "\n".join(parts)

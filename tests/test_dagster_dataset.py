@@ -26,7 +26,7 @@ from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
 from cloudgan_core.atomic import save_npy, write_text
 from cloudgan_core.export import pair_file_index, read_manifest
 from cloudgan_core.tiles import read_tiles
-from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox
+from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox
 
 MODEL_SHA = hashlib.sha256(b"blurred-mask stand-in generator").hexdigest()
 
@@ -75,16 +75,6 @@ class Env:
 
 def check_results(result) -> dict[str, dg.AssetCheckEvaluation]:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()}
-
-
-def failure_text(result) -> str:
-    """The message of the failed step with its causes (what the UI shows)."""
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    err, parts = failure.event_specific_data.error, []
-    while err is not None:
-        parts.append(err.message)
-        err = err.cause
-    return "\n".join(parts)
 
 
 def materializations(result) -> dict[str, dict]:

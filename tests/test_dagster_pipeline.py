@@ -13,7 +13,7 @@ from cloudgan_assets.checks import masks_plausible
 from cloudgan_assets.definitions import defs
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.sensors import inbox_sensor
-from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, storage_for
+from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox, resources_for, storage_for
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles])]
 
@@ -24,16 +24,6 @@ def setup(tmp_path):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(products_partitions.name, keys)
         yield tmp_path, keys, instance
-
-
-def failure_text(result) -> str:
-    """The message of the failed step with its causes (what the UI shows)."""
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    err, parts = failure.event_specific_data.error, []
-    while err is not None:
-        parts.append(err.message)
-        err = err.cause
-    return "\n".join(parts)
 
 
 def run(tmp_path, instance, key, **kw):
