@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cloudgan_core.simulate import simulate_product
+from cloudgan_core.simulate import product_name, simulate_product
 from cloudgan_core.slstr.product import product_id
 from cloudgan_core.storage import PROJECT_DIR, default_inbox, default_storage_root
 
@@ -30,8 +30,6 @@ def make_samples(inbox: Path) -> list[str]:
     inbox.mkdir(parents=True, exist_ok=True)
     keys = []
     for seed, cover, land in SAMPLES:
-        from cloudgan_core.simulate import product_name
-
         key = product_id(product_name(seed))
         if not (inbox / f"{key}.zip").exists():
             simulate_product(inbox, seed=seed, rows=SAMPLE_SHAPE[0], cols=SAMPLE_SHAPE[1], cloud_cover=cover,

@@ -14,6 +14,7 @@ the same fields, so mask and image agree. Seeded and deterministic: same argumen
 from __future__ import annotations
 
 import hashlib
+import shutil
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -380,8 +381,6 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
                     info = zipfile.ZipInfo(f"{name}/{f.name}", date_time=(2020, 1, 1, 0, 0, 0))
                     info.external_attr = 0o644 << 16
                     zf.writestr(info, f.read_bytes())
-        import shutil
-
         shutil.rmtree(out_dir / f".{name}.build", ignore_errors=True)
     else:
         target = out_dir / name

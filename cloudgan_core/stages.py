@@ -7,7 +7,6 @@ name, then renamed). The Dagster assets call these; so can a notebook or a scrip
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,12 +172,6 @@ def sort_product_tiles(tiles_dir: Path, out_dir: Path, *, edges: Sequence[float]
                "surface_candidates": sum(r["surface_candidate"] for r in tiles.index),
                "gan_inputs": sum(r["gan_input"] for r in tiles.index)}
     return StageResult(out_dir, figures)
-
-
-def remove_partition(root: Path, assets: Sequence[str], key: str) -> None:
-    """Delete the stored outputs of one partition (used when a partition is dropped)."""
-    for asset in assets:
-        shutil.rmtree(root / asset / key, ignore_errors=True)
 
 
 def generate_product_clouds(sorted_dir: Path, out_dir: Path, model, *, cover_range: tuple[float, float] = (10.0, 95.0),

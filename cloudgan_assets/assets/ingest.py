@@ -30,8 +30,10 @@ def products(context: dg.AssetExecutionContext, storage: CloudGANStorage,
                                     f"and the CDSE download failed: {exc}") from exc
     context.log.info(f"registering {source}")
     result = register_product(source, storage.path("products", key), expected_id=key)
-    if downloaded:  # the store now holds the verified files; the download was only a staging copy
-        shutil.rmtree(source, ignore_errors=True) if source.is_dir() else source.unlink(missing_ok=True)
+    if downloaded and source.is_dir():  # the store now holds the verified files: drop the staging copy
+        shutil.rmtree(source, ignore_errors=True)
+    elif downloaded:
+        source.unlink(missing_ok=True)
     md = {**figures(result.figures), "path": dg.MetadataValue.path(str(result.path)),
           "origin": dg.MetadataValue.text("CDSE download" if downloaded else "inbox")}
     return dg.MaterializeResult(metadata=md)
