@@ -136,6 +136,6 @@ def test_backfill_schedule_requests_only_pending_partitions(tmp_path):
         assert dg.materialize(chain, partition_key=keys[0], instance=instance, resources=res,
                               selection=list(PRODUCT_ASSET_NAMES), run_config=SMALL_RUN_CONFIG).success
         assert pending_partitions(instance) == [keys[1]]
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 1, 2))
-        requests = process_pending_products(ctx)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 1, 2)) as ctx:
+            requests = process_pending_products(ctx)
         assert [r.partition_key for r in requests] == [keys[1]]
