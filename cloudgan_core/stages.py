@@ -107,13 +107,13 @@ def compute_masks(product_dir: Path, out_dir: Path, *, source: str = "summary_cl
             product.verify(["flags_an.nc", "geometry_tn.nc"])
         masks = scene_masks(product, source=source, max_solar_zenith=max_solar_zenith)
         cloudy_pct = product.manifest.cloudy_pixels_percentage
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_npy(out_dir / "flags.npy", masks.flags)
-    save_npy(out_dir / "cloud.npy", masks.cloud.view(np.uint8))
     figures = {"rows": masks.shape[0], "columns": masks.shape[1], "cloud_source": masks.source,
                **{k: round(v, 6) for k, v in masks.fractions().items()},
                "manifest_cloudy_pixels_percentage": cloudy_pct}
-    write_text(out_dir / "masks.json", json.dumps({**figures, "pixel_flags": list(PIXEL_FLAGS), "notes": masks.notes},
+    with atomic_dir(out_dir) as tmp:  # the folder is swapped in whole: its files always belong together
+        save_npy(tmp / "flags.npy", masks.flags)
+        save_npy(tmp / "cloud.npy", masks.cloud.view(np.uint8))
+        write_text(tmp / "masks.json", json.dumps({**figures, "pixel_flags": list(PIXEL_FLAGS), "notes": masks.notes},
                                                   indent=2, sort_keys=True))
     return StageResult(out_dir, figures, preview=masks.cloud, notes=masks.notes)
 
@@ -130,14 +130,14 @@ def compute_false_color(product_dir: Path, out_dir: Path, *, adjust: bool = True
         det = detector_index(product, shape)
         refl = {b: reflectance(product, b, sza, adjust=adjust, detectors=det) for b in bands}
     image = false_color(refl["S1"], refl["S3"], refl["S5"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_npy(out_dir / "false_color.npy", image)
-    if save_reflectance:
-        save_npy(out_dir / "reflectance.npy", np.stack([refl[b] for b in bands]))
     figures = {"rows": shape[0], "columns": shape[1], "bands": ",".join(bands), "adjustment_factors": adjust,
                "solar_zenith_min": round(float(np.nanmin(sza)), 3), "solar_zenith_max": round(float(np.nanmax(sza)), 3),
                **{f"{b}_median_reflectance": round(float(np.nanmedian(refl[b][::4, ::4])), 4) for b in bands}}
-    write_text(out_dir / "false_color.json", json.dumps(figures, indent=2, sort_keys=True))
+    with atomic_dir(out_dir) as tmp:
+        save_npy(tmp / "false_color.npy", image)
+        if save_reflectance:
+            save_npy(tmp / "reflectance.npy", np.stack([refl[b] for b in bands]))
+        write_text(tmp / "false_color.json", json.dumps(figures, indent=2, sort_keys=True))
     return StageResult(out_dir, figures, preview=image)
 
 
@@ -147,7 +147,8 @@ def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product
     image = np.load(false_color_dir / "false_color.npy", mmap_mode="r")
     flags = np.load(masks_dir / "flags.npy", mmap_mode="r")
     tiles = slice_tiles(image, flags, product, tile_size)
-    write_tiles(out_dir, tiles)
+    with atomic_dir(out_dir) as tmp:
+        write_tiles(tmp, tiles)
     n = len(tiles)
     figures = {"tiles": n, "tile_size": tile_size,
                "mean_cloud_fraction": round(float(np.mean([r["cloud_fraction"] for r in tiles.index])), 4) if n else 0.0,
