@@ -1,32 +1,28 @@
 """Asset checks on the composites (per product) and on the training set.
 
-Each check reads the files the asset wrote and calls a plain check of
-:mod:`cloudgan_core.validation`; unreadable or missing files are a failed check that names them,
+Each check reads the files the asset wrote with a loader of :mod:`cloudgan_core.dataset` and calls
+a plain check of :mod:`cloudgan_core.validation` (or of :mod:`cloudgan_core.dataset`, for the
+checks specific to composites and training sets); unreadable or missing files are a failed check that names them,
 never an exception. All of them are blocking: a failing check stops the assets downstream of the
 checked one in the same run (composites → training_set → quality_report).
 """
 
-import csv
 import warnings
-from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_core.dataset import (check_composites_aligned, check_composites_sane, check_training_set_aligned,
+                                   cloud_fractions, load_composites, load_training_pngs)
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.export import (PAIR_FOLDERS, pair_file_index, read_manifest, read_training_set,
-                                  read_training_sources)
-from cloudgan_core.validation import (CheckOutcome, check_aligned, check_cloud_fraction_range,
-                                      check_inside_mask_changed, check_min_pairs, check_outside_mask_unchanged,
-                                      check_tiles_sane)
+from cloudgan_core.export import read_manifest, read_training_set, read_training_sources
+from cloudgan_core.validation import (CheckOutcome, check_cloud_fraction_range, check_inside_mask_changed,
+                                      check_min_pairs, check_outside_mask_unchanged)
 
 # Partitioned asset checks are a Dagster "preview" feature; the warning says nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
-
-COMPOSITE_ARRAYS = ("images", "masks", "clouds", "surfaces")
 
 
 def _result(outcome: CheckOutcome) -> dg.AssetCheckResult:
@@ -39,26 +35,9 @@ def _failed(problem: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, description=problem)
 
 
-def _load_composites(storage: CloudGANStorage, key: str) -> dict[str, np.ndarray]:
-    """The four arrays of ``composites/<key>`` plus ``index`` (rows) — raises CloudGANError when unreadable."""
-    folder = storage.path("composites", key)
-    out: dict = {}
-    for name in COMPOSITE_ARRAYS:
-        path = folder / f"{name}.npy"
-        if not path.is_file():
-            raise CloudGANError(f"{path}: missing; materialize composites for {key}")
-        out[name] = np.load(path)
-    index = folder / "index.csv"
-    if not index.is_file():
-        raise CloudGANError(f"{index}: missing; materialize composites for {key}")
-    with open(index, newline="", encoding="utf-8") as fh:
-        out["index"] = list(csv.DictReader(fh))
-    return out
-
-
 def _with_composites(storage: CloudGANStorage, key: str, fn) -> dg.AssetCheckResult:
     try:
-        data = _load_composites(storage, key)
+        data = load_composites(storage.path("composites", key))
     except (CloudGANError, OSError, ValueError) as exc:
         return _failed(f"cannot read the composites of {key}: {exc}")
     return _result(fn(data))
@@ -79,16 +58,7 @@ class CoverRangeConfig(dg.Config):
 @dg.asset_check(asset="composites", name="aligned", partitions_def=products_partitions, blocking=True,
                 description="Images, masks, clouds and surfaces pair up: same count and tile size, one index row each.")
 def composites_aligned(context: dg.AssetCheckExecutionContext, storage: CloudGANStorage) -> dg.AssetCheckResult:
-    def check(d):
-        n = len(d["images"])
-        for name in ("clouds", "surfaces"):
-            if d[name].shape != d["images"].shape:
-                return CheckOutcome(False, f"{name} {d[name].shape} and images {d['images'].shape} differ in shape",
-                                    {"n_images": n})
-        numbers = [int(r["tile"]) for r in d["index"]]
-        return check_aligned(d["images"], d["masks"], numbers)
-
-    return _with_composites(storage, context.partition_key, check)
+    return _with_composites(storage, context.partition_key, check_composites_aligned)
 
 
 @dg.asset_check(asset="composites", name="outside_mask_unchanged", partitions_def=products_partitions, blocking=True,
@@ -113,29 +83,16 @@ def composites_inside_mask_changed(context: dg.AssetCheckExecutionContext, confi
                 description="The cloud fraction of every mask lies within [min_cover, max_cover].")
 def composites_cloud_fraction_range(context: dg.AssetCheckExecutionContext, config: CoverRangeConfig,
                                     storage: CloudGANStorage) -> dg.AssetCheckResult:
-    def check(d):
-        m = d["masks"]
-        fractions = m.reshape(len(m), -1).mean(axis=1) if len(m) else np.zeros(0)
-        return check_cloud_fraction_range(fractions, config.min_cover, config.max_cover)
-
-    return _with_composites(storage, context.partition_key, check)
+    return _with_composites(storage, context.partition_key,
+                            lambda d: check_cloud_fraction_range(cloud_fractions(d["masks"]), config.min_cover,
+                                                                 config.max_cover))
 
 
 @dg.asset_check(asset="composites", name="tiles_sane", partitions_def=products_partitions, blocking=True,
                 description="No composite, cloud or surface tile is all black or holds NaN (an empty partition, "
                             "a product without cloud tiles, passes).")
 def composites_tiles_sane(context: dg.AssetCheckExecutionContext, storage: CloudGANStorage) -> dg.AssetCheckResult:
-    def check(d):
-        if len(d["images"]) == 0:
-            return CheckOutcome(True, "no composites in this partition (no cloud tiles): nothing to check",
-                                {"n_tiles": 0})
-        for name in ("images", "clouds", "surfaces"):
-            outcome = check_tiles_sane(d[name])
-            if not outcome.passed:
-                return CheckOutcome(False, f"{name}: {outcome.description}", outcome.metadata)
-        return outcome
-
-    return _with_composites(storage, context.partition_key, check)
+    return _with_composites(storage, context.partition_key, check_composites_sane)
 
 
 # --------------------------------------------------------------------------- training_set
@@ -145,35 +102,16 @@ class MinPairsConfig(dg.Config):
     min_pairs: int = Field(10, description="the training set needs at least this many pairs")
 
 
-def _png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im)
-
-
 @dg.asset_check(asset="training_set", name="aligned", blocking=True,
                 description="images/ and masks/ hold the same pair numbers with tiles of the same size; clouds/, "
                             "surface/ and the manifest list the same numbers too.")
 def training_set_aligned(storage: CloudGANStorage) -> dg.AssetCheckResult:
     dest = storage.path("training_set")
     try:
-        numbers = pair_file_index(dest)
-        images = [_png(dest / "images" / f"{k:05d}.png") for k in numbers["images"]]
-        masks = [_png(dest / "masks" / f"{k:05d}.png") for k in numbers["masks"]]
+        numbers, images, masks = load_training_pngs(dest)
     except (CloudGANError, OSError) as exc:
         return _failed(f"cannot read the training set {dest}: {exc}")
-    outcome = check_aligned(images, masks, numbers["images"], mask_index=numbers["masks"])
-    if not outcome.passed:
-        return _result(outcome)
-    for other in (*PAIR_FOLDERS[2:], "manifest"):
-        if numbers[other] != numbers["images"]:
-            missing = sorted(set(numbers["images"]) - set(numbers[other]))
-            extra = sorted(set(numbers[other]) - set(numbers["images"]))
-            return _result(CheckOutcome(False, f"{other} numbers differ from images/ (missing {missing[:5]}, "
-                                               f"extra {extra[:5]})",
-                                        {**outcome.metadata, "missing": missing[:20], "extra": extra[:20]}))
-    return _result(outcome)
+    return _result(check_training_set_aligned(numbers, images, masks))
 
 
 @dg.asset_check(asset="training_set", name="outside_mask_unchanged", blocking=True,
