@@ -1,12 +1,14 @@
 """Schedules (shipped stopped): discovery by cron, and scheduled backfills of pending products."""
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from cloudgan_assets.jobs import FINAL_PRODUCT_ASSET, discover_products, process_product
 from cloudgan_assets.partitions import products_partitions
 
 MAX_RUNS_PER_TICK = 20
+#: Runs in these states are still going to materialize their partition.
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+                       dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 discover_daily = dg.ScheduleDefinition(
     name="discover_daily", job=discover_products, cron_schedule="0 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -18,9 +20,7 @@ def pending_partitions(instance: dg.DagsterInstance) -> list[str]:
     keys = instance.get_dynamic_partitions(products_partitions.name)
     done = instance.get_materialized_partitions(dg.AssetKey(FINAL_PRODUCT_ASSET))
     running = {r.dagster_run.tags.get("dagster/partition")
-               for r in instance.get_run_records(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)
-                                                                       + [dg.DagsterRunStatus.QUEUED,
-                                                                          dg.DagsterRunStatus.NOT_STARTED]))}
+               for r in instance.get_run_records(filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES))}
     return [k for k in keys if k not in done and k not in running]
 
 
