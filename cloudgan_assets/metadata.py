@@ -12,12 +12,14 @@ from cloudgan_core.preview import markdown_image
 
 
 def figures(values: Mapping[str, object]) -> dict[str, object]:
-    """Plain values as metadata (None dropped, paths as paths, floats rounded)."""
+    """Plain values as metadata (None dropped, paths as paths, floats rounded; metadata values kept)."""
     out: dict[str, object] = {}
     for key, value in values.items():
         if value is None:
             continue
-        if isinstance(value, Path):
+        if isinstance(value, dg.MetadataValue):
+            out[key] = value
+        elif isinstance(value, Path):
             out[key] = dg.MetadataValue.path(str(value))
         elif isinstance(value, float):
             out[key] = dg.MetadataValue.float(round(value, 6))

@@ -41,7 +41,7 @@ def test_cli_adds_and_lists_product_partitions(tmp_path, monkeypatch, capsys):
     key = "S3A_SL_1_RBT____20240612T100000_20240612T100300_20240612T120000_0179_111_011_1833_PS1_O_NT_004"
     assert cli_main(["add", f"{key}.SEN3", key]) == 0
     assert cli_main(["add", key]) == 0
-    assert "0 partition(s); 1 already present" in capsys.readouterr().out.replace("added 0", "0")
+    assert "added 0 partition(s); 1 already present" in capsys.readouterr().out
     assert cli_main(["list"]) == 0
     assert capsys.readouterr().out.split() == [key]
     assert cli_main(["add", "not-a-product"]) == 2

@@ -96,4 +96,4 @@ def train_generator(context: dg.AssetExecutionContext, config: TrainConfigDagste
     held = masks[-4:]
     sample = generate_clouds(load_generator(result.generator_b), held, batch_size=4).clouds
     md["preview"] = preview(grid([[held[i], sample[i]] for i in range(len(held))], 96), "mask | G_B output")
-    return dg.MaterializeResult(metadata=figures(md) | {k: v for k, v in md.items() if isinstance(v, dg.MetadataValue)})
+    return dg.MaterializeResult(metadata=figures(md))
