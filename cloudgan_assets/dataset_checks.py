@@ -14,12 +14,13 @@ from pydantic import Field
 
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
-from cloudgan_core.dataset import (check_composites_aligned, check_composites_sane, check_training_set_aligned,
-                                   cloud_fractions, load_composites, load_training_pngs)
+from cloudgan_core.dataset import load_composites, load_training_pngs
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.export import read_manifest, read_training_set, read_training_sources
 from cloudgan_core.validation import (CheckOutcome, check_cloud_fraction_range, check_inside_mask_changed,
-                                      check_min_pairs, check_outside_mask_unchanged)
+                                      check_min_pairs, check_outside_mask_unchanged,
+                                      check_composites_aligned, check_composites_sane, check_training_set_aligned,
+                                      cloud_fractions)
 
 # Partitioned asset checks are a Dagster "preview" feature; the warning says nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")

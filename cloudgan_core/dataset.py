@@ -36,13 +36,12 @@ import numpy as np
 from cloudgan_core.atomic import atomic_dir, save_npy, write_bytes, write_text
 from cloudgan_core.composite import BLENDS, assign_surfaces, cloud_opacity, composite, mean_rgb
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.export import (PAIR_FOLDERS, SPLITS, ZIP_NAME, TrainingPair, pair_file_index, read_training_set,
+from cloudgan_core.export import (SPLITS, ZIP_NAME, TrainingPair, pair_file_index, read_training_set,
                                   read_training_sources, select_pairs, split_by_product, write_training_set)
 from cloudgan_core.preview import grid
 from cloudgan_core.quality import quality_report, report_plot_png
 from cloudgan_core.stages import StageResult
 from cloudgan_core.tiles import DEFAULT_TILE_SIZE, check_tile_size, read_index, read_tiles
-from cloudgan_core.validation import CheckOutcome, check_aligned, check_tiles_sane
 
 #: A surface tile with more than this share of land pixels counts as land, otherwise as ocean.
 LAND_SHARE = 0.5
@@ -486,33 +485,6 @@ def load_composites(folder: str | Path) -> dict[str, Any]:
     return out
 
 
-def check_composites_aligned(data: Mapping[str, Any]) -> CheckOutcome:
-    """Composites, clouds and surfaces share one shape, and masks and index rows pair up with them."""
-    n = len(data["images"])
-    for name in ("clouds", "surfaces"):
-        if data[name].shape != data["images"].shape:
-            return CheckOutcome(False, f"{name} {data[name].shape} and images {data['images'].shape} differ in shape",
-                                {"n_images": n})
-    return check_aligned(data["images"], data["masks"], [int(r["tile"]) for r in data["index"]])
-
-
-def cloud_fractions(masks: np.ndarray) -> np.ndarray:
-    """Share of cloudy pixels (0..1) of each ``(N, H, W)`` 0/1 mask; empty for no masks."""
-    return masks.reshape(len(masks), -1).mean(axis=1) if len(masks) else np.zeros(0)
-
-
-def check_composites_sane(data: Mapping[str, Any]) -> CheckOutcome:
-    """No composite, cloud or surface tile is all black or NaN; an empty partition passes."""
-    if len(data["images"]) == 0:
-        return CheckOutcome(True, "no composites in this partition (no cloud tiles): nothing to check",
-                            {"n_tiles": 0})
-    for name in ("images", "clouds", "surfaces"):
-        outcome = check_tiles_sane(data[name])
-        if not outcome.passed:
-            return CheckOutcome(False, f"{name}: {outcome.description}", outcome.metadata)
-    return outcome
-
-
 # --------------------------------------------------------------------------- training set
 
 
@@ -638,23 +610,6 @@ def load_training_pngs(dest: str | Path) -> tuple[dict[str, list[int]], list[np.
     images = [png(dest / "images" / f"{k:05d}.png") for k in numbers["images"]]
     masks = [png(dest / "masks" / f"{k:05d}.png") for k in numbers["masks"]]
     return numbers, images, masks
-
-
-def check_training_set_aligned(numbers: Mapping[str, list[int]], images: Sequence[np.ndarray],
-                               masks: Sequence[np.ndarray]) -> CheckOutcome:
-    """images/ and masks/ pair up (same numbers and tile sizes), and clouds/, surface/ and the
-    manifest list the same numbers (arguments as returned by :func:`load_training_pngs`)."""
-    outcome = check_aligned(images, masks, numbers["images"], mask_index=numbers["masks"])
-    if not outcome.passed:
-        return outcome
-    for other in (*PAIR_FOLDERS[2:], "manifest"):
-        if numbers[other] != numbers["images"]:
-            missing = sorted(set(numbers["images"]) - set(numbers[other]))
-            extra = sorted(set(numbers[other]) - set(numbers["images"]))
-            return CheckOutcome(False, f"{other} numbers differ from images/ (missing {missing[:5]}, "
-                                       f"extra {extra[:5]})",
-                                {**outcome.metadata, "missing": missing[:20], "extra": extra[:20]})
-    return outcome
 
 
 # --------------------------------------------------------------------------- quality report

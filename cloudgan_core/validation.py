@@ -8,11 +8,13 @@ str, lists of those), never NumPy scalars. A check never raises on bad data: mal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from cloudgan_core.export import PAIR_FOLDERS
 
 _MAX_LISTED = 20  # tile indices listed in metadata at most
 
@@ -245,3 +247,50 @@ def check_min_pairs(n: int, minimum: int) -> CheckOutcome:
     if n < minimum:
         return CheckOutcome(False, f"{n} pairs, fewer than the required {minimum}", meta)
     return CheckOutcome(True, f"{n} pairs (at least {minimum})", meta)
+
+
+# --------------------------------------------------------------------------- composed checks
+
+
+def check_composites_aligned(data: Mapping[str, Any]) -> CheckOutcome:
+    """Composites, clouds and surfaces share one shape, and masks and index rows pair up with them."""
+    n = len(data["images"])
+    for name in ("clouds", "surfaces"):
+        if data[name].shape != data["images"].shape:
+            return CheckOutcome(False, f"{name} {data[name].shape} and images {data['images'].shape} differ in shape",
+                                {"n_images": n})
+    return check_aligned(data["images"], data["masks"], [int(r["tile"]) for r in data["index"]])
+
+
+def cloud_fractions(masks: np.ndarray) -> np.ndarray:
+    """Share of cloudy pixels (0..1) of each ``(N, H, W)`` 0/1 mask; empty for no masks."""
+    return masks.reshape(len(masks), -1).mean(axis=1) if len(masks) else np.zeros(0)
+
+
+def check_composites_sane(data: Mapping[str, Any]) -> CheckOutcome:
+    """No composite, cloud or surface tile is all black or NaN; an empty partition passes."""
+    if len(data["images"]) == 0:
+        return CheckOutcome(True, "no composites in this partition (no cloud tiles): nothing to check",
+                            {"n_tiles": 0})
+    for name in ("images", "clouds", "surfaces"):
+        outcome = check_tiles_sane(data[name])
+        if not outcome.passed:
+            return CheckOutcome(False, f"{name}: {outcome.description}", outcome.metadata)
+    return outcome
+
+
+def check_training_set_aligned(numbers: Mapping[str, list[int]], images: Sequence[np.ndarray],
+                               masks: Sequence[np.ndarray]) -> CheckOutcome:
+    """images/ and masks/ pair up (same numbers and tile sizes), and clouds/, surface/ and the
+    manifest list the same numbers (arguments as returned by :func:`load_training_pngs`)."""
+    outcome = check_aligned(images, masks, numbers["images"], mask_index=numbers["masks"])
+    if not outcome.passed:
+        return outcome
+    for other in (*PAIR_FOLDERS[2:], "manifest"):
+        if numbers[other] != numbers["images"]:
+            missing = sorted(set(numbers["images"]) - set(numbers[other]))
+            extra = sorted(set(numbers[other]) - set(numbers["images"]))
+            return CheckOutcome(False, f"{other} numbers differ from images/ (missing {missing[:5]}, "
+                                       f"extra {extra[:5]})",
+                                {**outcome.metadata, "missing": missing[:20], "extra": extra[:20]})
+    return outcome

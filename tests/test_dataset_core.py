@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from cloudgan_core.dataset import (COMPOSITE_COLUMNS, SURFACE_COLUMNS, build_quality_report, build_surface_pool,
-                                   build_training_set, check_composites_aligned, check_composites_sane,
-                                   check_training_set_aligned, cloud_fractions, composite_product,
-                                   cover_histogram_markdown, derived_seed, load_composites, load_training_pngs,
-                                   read_csv_rows)
+                                   build_training_set, composite_product, cover_histogram_markdown, derived_seed,
+                                   load_composites, load_training_pngs, read_csv_rows)
+from cloudgan_core.validation import (check_composites_aligned, check_composites_sane, check_training_set_aligned,
+                                      cloud_fractions)
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.export import read_manifest
 from cloudgan_core.tiles import Tiles, index_to_csv, write_tiles
