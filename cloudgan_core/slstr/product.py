@@ -15,6 +15,7 @@ import xarray as xr
 
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, md5_hex, parse_manifest
+from cloudgan_core.slstr.names import product_id  # noqa: F401  (re-exported: the partition key of a name)
 
 PRODUCT_TYPE = "SL_1_RBT___"
 FALSE_COLOR_BANDS = ("S1", "S3", "S5")
@@ -30,13 +31,6 @@ PIPELINE_FILES: tuple[str, ...] = (
 )
 #: Files used when present (detector index per pixel for the solar irradiance).
 OPTIONAL_FILES: tuple[str, ...] = ("indices_an.nc",)
-
-
-def product_id(name: str) -> str:
-    """The product name without ``.SEN3`` / ``.zip`` (used as the Dagster partition key)."""
-    for suffix in (".zip", ".SEN3"):
-        name = name.removesuffix(suffix)
-    return name
 
 
 def _check_member_name(zpath: Path, name: str) -> None:
