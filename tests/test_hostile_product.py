@@ -85,36 +85,41 @@ def _deflated_zeros(size: int) -> tuple[bytes, int, int]:
 
 #: Header fields as (offset, struct format) in a local file header and in a central-directory entry.
 _LOCAL = {"flag_bits": (6, "<H"), "compress_type": (8, "<H"), "crc": (14, "<I"), "file_size": (22, "<I")}
-_CENTRAL = {"flag_bits": (8, "<H"), "compress_type": (10, "<H"), "crc": (16, "<I"), "file_size": (24, "<I")}
+_CENTRAL = {"flag_bits": (8, "<H"), "compress_type": (10, "<H"), "crc": (16, "<I"), "file_size": (24, "<I"),
+            "external_attr": (38, "<I")}
 
 
 def _patch_member(zpath: Path, member: str, **fields: int) -> None:
-    """Rewrite header ``fields`` (flag_bits, compress_type, crc, file_size) of ``member`` in both its
-    local header and its central-directory entry, as a hand-made or hostile zip would have them."""
+    """Rewrite header ``fields`` (flag_bits, compress_type, crc, file_size; external_attr, which only
+    the central directory has) of ``member`` in its local header and its central-directory entry, as
+    a hand-made or hostile zip would have them."""
     with zipfile.ZipFile(zpath) as zf:
         local = zf.getinfo(member).header_offset
     data = bytearray(zpath.read_bytes())
     name = member.encode()
     assert data[local:local + 4] == b"PK\x03\x04" and data[local + 30:local + 30 + len(name)] == name
     central = data.find(b"PK\x01\x02")
-    while data[central + 46:central + 46 + len(name)] != name or struct.unpack_from("<H", data, central + 28)[0] != len(name):
+    while (data[central + 46:central + 46 + len(name)] != name
+           or struct.unpack_from("<H", data, central + 28)[0] != len(name)):
         central = data.find(b"PK\x01\x02", central + 4)
         assert central > 0, f"{member} has no central-directory entry"
     for field, value in fields.items():
-        struct.pack_into(_LOCAL[field][1], data, local + _LOCAL[field][0], value)
+        if field in _LOCAL:
+            struct.pack_into(_LOCAL[field][1], data, local + _LOCAL[field][0], value)
         struct.pack_into(_CENTRAL[field][1], data, central + _CENTRAL[field][0], value)
     zpath.write_bytes(bytes(data))
 
 
 def _zip_product(folder: Path, target: Path, deflated: dict[str, tuple[bytes, int, int]] | None = None,
-                 extra: dict[str, bytes] | None = None) -> Path:
-    """Zip ``folder`` as ``<name>.SEN3/<file>`` (stored). A file named in ``deflated`` is replaced by
-    the given raw deflate stream, its headers then saying deflate and the given CRC-32 and size;
-    ``extra`` adds entries under the given names."""
-    deflated = deflated or {}
+                 extra: dict[str, bytes] | None = None, methods: dict[str, int] | None = None) -> Path:
+    """Zip ``folder`` as ``<name>.SEN3/<file>`` (stored, or the zipfile method given in ``methods``).
+    A file named in ``deflated`` is replaced by the given raw deflate stream, its headers then saying
+    deflate and the given CRC-32 and size; ``extra`` adds entries under the given names."""
+    deflated, methods = deflated or {}, methods or {}
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zf:
         for f in sorted(folder.iterdir()):
-            zf.writestr(f"{folder.name}/{f.name}", deflated[f.name][0] if f.name in deflated else f.read_bytes())
+            zf.writestr(f"{folder.name}/{f.name}", deflated[f.name][0] if f.name in deflated else f.read_bytes(),
+                        compress_type=methods.get(f.name, zipfile.ZIP_STORED))
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
     for fname, (_, crc, size) in deflated.items():
@@ -185,7 +190,8 @@ for action, path, store in json.loads(sys.argv[1]):
         error = [type(exc).__name__, str(exc)[:400]]
     seconds = time.perf_counter() - t0
     results.append({"action": action, "path": path, "error": error, "seconds": round(seconds, 3),
-                    "rss_start_mib": round(start / 2**20, 1), "peak_growth_mib": round((status()["VmHWM"] - start) / 2**20, 1)})
+                    "rss_start_mib": round(start / 2**20, 1),
+                    "peak_growth_mib": round((status()["VmHWM"] - start) / 2**20, 1)})
 print(json.dumps(results))
 """
 
@@ -257,7 +263,8 @@ def bomb_zips(sim_product: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     bomb = _deflated_zeros(BOMB_BYTES)
     small = _manifest_size(sim_product, "flags_an.nc")
     zips = {"bomb": _zip_product(sim_product, out / "bomb.zip", {"flags_an.nc": bomb}),
-            "lying": _zip_product(sim_product, out / "lying.zip", {"flags_an.nc": (bomb[0], _crc32_of_zeros(small), small)})}
+            "lying": _zip_product(sim_product, out / "lying.zip",
+                                  {"flags_an.nc": (bomb[0], _crc32_of_zeros(small), small)})}
     corrupt = out / "corrupt" / sim_product.name
     shutil.copytree(sim_product, corrupt)
     _set_manifest_size(corrupt, "flags_an.nc", CORRUPT_BYTES)
@@ -309,6 +316,27 @@ def test_member_size_differs_from_manifest(copy_product, tmp_path: Path) -> None
             product.open_dataset("geometry_tn.nc")  # the size check guards the in-memory read
 
 
+@pytest.mark.parametrize("change", ["grows", "shrinks"])
+def test_file_changing_while_read(copy_product, change: str) -> None:
+    """The size is checked before reading and counted while reading: a file that grows past it
+    (or ends before it) during the read is refused, not read on."""
+    folder = copy_product()
+    path = folder / "flags_an.nc"
+    size = path.stat().st_size
+    with open_product(folder) as product:
+        chunks = product.iter_chunks("flags_an.nc", chunk_bytes=4096)
+        assert len(next(chunks)) == 4096
+        if change == "grows":
+            with open(path, "ab") as fh:
+                fh.write(b"\0" * 100)
+            problem = rf"yields more than the {size} bytes it declares"
+        else:
+            os.truncate(path, size - 100)
+            problem = rf"ends after {size - 100} of its {size} bytes \(truncated\)"
+        with pytest.raises(ProductError, match=rf"^{re.escape(str(path))}: {problem}"):
+            list(chunks)
+
+
 def test_manifest_too_large(copy_product, tmp_path: Path) -> None:
     with pytest.raises(ProductError, match=r"m\.xml: manifest is 16777217 bytes; more than the limit of 16777216"):
         parse_manifest(b" " * (MAX_MANIFEST_BYTES + 1), "m.xml")
@@ -335,18 +363,26 @@ def test_too_many_zip_entries(sim_product: Path, tmp_path: Path) -> None:
 def test_huge_zip_directory(sim_product: Path, tmp_path: Path) -> None:
     pad = {f"{sim_product.name}/{i:03d}{'x' * 60_000}": b"" for i in range(100)}  # 6 MB of names
     target = _zip_product(sim_product, tmp_path / "names.zip", extra=pad)
-    with pytest.raises(ProductError, match=r"names\.zip: the zip's central directory is \d+ bytes; more than the limit"):
+    with pytest.raises(ProductError, match=r"names\.zip: the zip's central directory is \d+ bytes; more than the "
+                                           r"limit"):
         open_product(target)
 
 
 # -- 3. clear errors for unreadable zip entries and bad manifests ---------------------------------
 
 @pytest.mark.parametrize("member", ["flags_an.nc", MANIFEST_NAME])
-@pytest.mark.parametrize(("fields", "problem"), [({"flag_bits": 0x1}, "is encrypted"),
-                                                 ({"compress_type": 9}, r"compression method 9 \(deflate64\)")])
-def test_unreadable_zip_member(sim_product: Path, tmp_path: Path, member: str, fields: dict, problem: str) -> None:
-    target = _zip_product(sim_product, tmp_path / "p.zip")
-    _patch_member(target, f"{sim_product.name}/{member}", **fields)
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"flag_bits": 0x1}, "is encrypted"),
+    ({"compress_type": 9}, r"compression method 9 \(deflate64\)"),
+    ({"external_attr": 0o120777 << 16}, "is a symbolic link in the zip"),
+    ("bzip2", r"compression method 12 \(bzip2\)"),  # a real bzip2 entry: Python reads it without an output bound
+])
+def test_unreadable_zip_member(sim_product: Path, tmp_path: Path, member: str, fields: dict | str, problem: str) -> None:
+    if fields == "bzip2":
+        target = _zip_product(sim_product, tmp_path / "p.zip", methods={member: zipfile.ZIP_BZIP2})
+    else:
+        target = _zip_product(sim_product, tmp_path / "p.zip")
+        _patch_member(target, f"{sim_product.name}/{member}", **fields)
     where = re.escape(f"{target}!{sim_product.name}/{member}")
     with pytest.raises(ProductError, match=rf"^{where}: .*{problem}"):
         register_product(target, tmp_path / "store")
@@ -409,7 +445,8 @@ _LAUGHS = ('<!DOCTYPE lolz [<!ENTITY lol "lol">'
 def test_manifest_doctype_refused(sim_product: Path, doctype: str) -> None:
     text = _sim_manifest(sim_product)
     ref = "&lol9;" if "lol9" in doctype else "&big;" * 700 if "big" in doctype else "&ext;" if "ext" in doctype else ""
-    text = text.replace("?>\n", "?>\n" + doctype + "\n", 1).replace("<sentinel3:timeliness>NT", f"<sentinel3:timeliness>NT{ref}")
+    text = text.replace("?>\n", "?>\n" + doctype + "\n", 1)
+    text = text.replace("<sentinel3:timeliness>NT", f"<sentinel3:timeliness>NT{ref}")
     with pytest.raises(ProductError, match=r"^m\.xml: manifest has a DOCTYPE declaration; refusing it"):
         parse_manifest(text.encode(), "m.xml")
 
