@@ -16,11 +16,12 @@ import numpy as np
 from cloudgan_core.atomic import atomic_dir, save_npy, write_text
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import PIXEL_FLAGS, scene_masks
-from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, md5_hex
+from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, short_repr
 from cloudgan_core.slstr.product import (FALSE_COLOR_BANDS, OPTIONAL_FILES, PIPELINE_FILES, open_product,
                                          product_id)
 from cloudgan_core.slstr.radiance import detector_index, false_color, reflectance
 from cloudgan_core.slstr.geometry import solar_zenith
+from cloudgan_core.slstr.names import ProductNameError, validate_product_id
 from cloudgan_core.tiles import (DEFAULT_BIN_EDGES, DEFAULT_TILE_SIZE, Tiles, bin_counts, read_tiles, slice_tiles,
                                  sort_tiles, write_tiles)
 
@@ -53,19 +54,39 @@ def inbox_products(inbox: Path) -> list[str]:
 
 
 def stored_product(store_dir: Path) -> Path:
-    """The ``.SEN3`` folder inside a partition's ``products`` folder."""
+    """The ``.SEN3`` folder inside a partition's ``products`` folder.
+
+    Raises
+    ------
+    ProductError
+        No product, more than one, a symbolic link, or a folder whose name is not an SL_1_RBT name.
+    """
     found = sorted(store_dir.glob("*.SEN3"))
     if not found:
         raise ProductError(store_dir, "no registered product here; materialize the products asset first")
-    return found[0]
+    if len(found) > 1:
+        raise ProductError(store_dir, f"holds {len(found)} products ({', '.join(short_repr(p.name) for p in found[:3])}"
+                                      f"{', ...' if len(found) > 3 else ''}); expected one: materialize the products "
+                                      f"asset again")
+    folder = found[0]
+    if folder.is_symlink() or not folder.is_dir():
+        raise ProductError(folder, "is not a folder (a symbolic link?); refusing to read it: materialize the products "
+                                   "asset again")
+    try:
+        validate_product_id(folder.name, f"stored product in {store_dir}")
+    except ProductNameError as exc:
+        raise ProductError(folder, str(exc)) from None
+    return folder
 
 
 def register_product(source: Path, store_dir: Path, *, expected_id: str | None = None) -> StageResult:
-    """Copy the files the pipeline reads from a product into the store, verifying every MD5.
+    """Copy the files the pipeline reads from a product into the store, verifying every size and MD5.
 
     ``source`` may be a ``.zip`` (read member by member, never unpacked whole) or a ``.SEN3``
     folder. The store gets ``<store_dir>/<name>.SEN3/`` with the manifest and the pipeline files
-    (plus optional ones when present), swapped in whole once all are verified.
+    (plus optional ones when present), swapped in whole once all are verified. Each file is
+    streamed (read a chunk, update the MD5, write the chunk), so memory stays bounded whatever the
+    product holds; see :mod:`cloudgan_core.slstr.product` for the limits.
     """
     with open_product(source) as product:
         if expected_id and product.id != expected_id:
@@ -75,21 +96,13 @@ def register_product(source: Path, store_dir: Path, *, expected_id: str | None =
         digests: dict[str, str] = {}
         total = 0
         with atomic_dir(store_dir) as tmp:
-            folder = tmp / product.name
+            folder = tmp / product.name  # a validated SL_1_RBT name: one plain path component
             folder.mkdir()
             for name in names:
-                data = product.read_bytes(name)
+                digest = product.copy_to(name, folder / name)  # write errors (a full disk) propagate
                 if name != MANIFEST_NAME:
-                    entry = product.manifest.files.get(name)
-                    if entry is None:
-                        raise ProductError(product.describe(name), "file is not listed in the manifest; cannot verify it")
-                    digest = md5_hex(data)
-                    if digest != entry.md5:
-                        raise ProductError(product.describe(name), f"MD5 mismatch: manifest says {entry.md5}, file has "
-                                                                   f"{digest} (corrupt or incomplete product)")
                     digests[name] = digest
-                (folder / name).write_bytes(data)
-                total += len(data)
+                total += (folder / name).stat().st_size
         m: Manifest = product.manifest
     figures = {"product": m.product_id, "timeliness": m.timeliness, "platform": m.platform,
                "start_time": m.start_time, "cloudy_pixels_percentage": m.cloudy_pixels_percentage,

@@ -1,21 +1,45 @@
 """Open a Sentinel-3 SLSTR Level-1 RBT product given as a ``.SEN3`` folder or a ``.zip``.
 
 A zip is read member by member (never unpacked whole to disk). Every file read can be checked
-against the MD5 in the product's manifest.
+against the size and MD5 in the product's manifest.
+
+A product is untrusted input, and reading it is bounded:
+
+- the manifest is at most :data:`~cloudgan_core.slstr.manifest.MAX_MANIFEST_BYTES`;
+- a zip holds at most :data:`MAX_ZIP_MEMBERS` entries in a central directory of at most
+  :data:`MAX_ZIP_DIRECTORY_BYTES`, checked before :mod:`zipfile` reads that directory;
+- a file is read only when the manifest lists it with a size of at most :data:`MAX_MEMBER_BYTES`
+  and the zip header (or the file on disk) has that same size, checked before the first byte is
+  decompressed; it is then streamed in :data:`CHUNK_BYTES` pieces and refused the moment it
+  yields more bytes than declared (a lying zip header);
+- in a ``.SEN3`` folder, a file that is a symbolic link (or not a regular file) is refused, so
+  nothing outside the folder is ever read;
+- an encrypted zip entry, or one compressed with anything but stored/deflate, is refused with a
+  clear error instead of :mod:`zipfile`'s ``RuntimeError``/``NotImplementedError``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import stat
+import struct
 import zipfile
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import xarray as xr
 
 from cloudgan_core.errors import ProductError
-from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, md5_hex, parse_manifest
+from cloudgan_core.slstr.manifest import (MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestFile, parse_manifest,
+                                          short_repr)
 from cloudgan_core.slstr.names import product_id  # noqa: F401  (re-exported: the partition key of a name)
+from cloudgan_core.slstr.names import ProductNameError, validate_product_id
+from cloudgan_core.storage import UnsafePathError, inside
 
 PRODUCT_TYPE = "SL_1_RBT___"
 FALSE_COLOR_BANDS = ("S1", "S3", "S5")
@@ -32,11 +56,89 @@ PIPELINE_FILES: tuple[str, ...] = (
 #: Files used when present (detector index per pixel for the solar irradiance).
 OPTIONAL_FILES: tuple[str, ...] = ("indices_an.nc",)
 
+#: Most entries a product zip may hold (a full SL_1_RBT product has about 120).
+MAX_ZIP_MEMBERS = 10_000
+#: Largest central directory (the zip's table of contents) read, in bytes; a full SL_1_RBT
+#: product's is about 25 kB.
+MAX_ZIP_DIRECTORY_BYTES = 4 * 1024 * 1024
+#: Largest product file read, in bytes (real SL_1_RBT netCDF files are at most tens of MB). A file
+#: opened from a zip is held in memory while xarray reads it.
+MAX_MEMBER_BYTES = 512 * 1024 * 1024
+#: Bytes read at a time when a file is streamed (copied or checksummed).
+CHUNK_BYTES = 1024 * 1024
+
+#: Compression methods read. Python's bzip2 and lzma readers decompress without an output bound,
+#: so they are refused like the methods zipfile cannot read at all (e.g. deflate64).
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+#: General-purpose flag bits of an encrypted entry (traditional and strong encryption).
+_ZIP_ENCRYPTED = 0x1 | 0x40
+#: What reading a broken zip entry raises (zipfile, zlib and the OS).
+_READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error)
+
 
 def _check_member_name(zpath: Path, name: str) -> None:
     p = PurePosixPath(name)
     if name.startswith(("/", "\\")) or p.is_absolute() or ".." in p.parts or ":" in (p.parts[0] if p.parts else ""):
-        raise ProductError(zpath, f"zip entry {name!r} escapes the product folder; refusing to read it")
+        raise ProductError(zpath, f"zip entry {short_repr(name)} escapes the product folder; refusing to read it")
+
+
+def _check_zip_info(where: str, info: zipfile.ZipInfo) -> None:
+    """Refuse a zip entry that is a symbolic link, encrypted, or compressed with an unread method."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise ProductError(where, "is a symbolic link in the zip; refusing it")
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        raise ProductError(where, "is encrypted; the product cannot be read (download it again unencrypted)")
+    if info.compress_type not in _ZIP_METHODS:
+        method = zipfile.compressor_names.get(info.compress_type, "unknown")
+        raise ProductError(where, f"uses compression method {info.compress_type} ({method}), which is not read: only "
+                                  f"stored and deflate zip entries are (re-zip the product with deflate)")
+
+
+def _check_zip_directory(path: Path) -> None:
+    """Refuse a zip with too many entries or too big a central directory, from its end record,
+    before :class:`zipfile.ZipFile` reads the whole directory into memory."""
+    try:
+        with open(path, "rb") as fh:
+            # zipfile's own (private, long-stable) reader of the end-of-central-directory record
+            end = zipfile._EndRecData(fh)  # noqa: SLF001
+    except (*_READ_ERRORS, struct.error) as exc:
+        raise ProductError(path, f"not a zip file ({exc})") from None
+    if end is None:
+        raise ProductError(path, "not a zip file (no end-of-central-directory record)")
+    entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # noqa: SLF001
+    if entries > MAX_ZIP_MEMBERS:
+        raise ProductError(path, f"zip holds {entries} entries; more than the limit of {MAX_ZIP_MEMBERS}")
+    if size > MAX_ZIP_DIRECTORY_BYTES:
+        raise ProductError(path, f"the zip's central directory is {size} bytes; more than the limit of "
+                                 f"{MAX_ZIP_DIRECTORY_BYTES}")
+
+
+def _folder_file(folder: Path, name: str) -> Path:
+    """``folder/name`` after checking that it is a regular file inside ``folder``, not a symbolic link."""
+    path = folder / name
+    if path.is_symlink():
+        raise ProductError(path, "is a symbolic link; refusing to follow it (a product's files must be inside "
+                                 "its folder)")
+    try:
+        inside(folder, *PurePosixPath(name).parts)
+    except UnsafePathError as exc:
+        raise ProductError(path, f"is not a file inside the product folder ({exc})") from None
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        raise ProductError(folder, f"missing required file {name}") from None
+    if not stat.S_ISREG(mode):
+        raise ProductError(path, "is not a regular file; refusing to read it")
+    return path
+
+
+def _open_nofollow(path: Path) -> BinaryIO:
+    """Open a file checked by :func:`_folder_file` for reading, refusing a symbolic link
+    swapped in since the check."""
+    try:
+        return open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW))
+    except OSError as exc:
+        raise ProductError(path, f"cannot open ({exc.strerror or exc})") from None
 
 
 class Product:
@@ -50,12 +152,15 @@ class Product:
         The ``.SEN3`` folder or ``.zip`` it was opened from.
     manifest
         The parsed ``xfdumanifest.xml``.
+    manifest_bytes
+        The manifest exactly as read and parsed (at most ``MAX_MANIFEST_BYTES``).
     """
 
-    def __init__(self, path: Path, manifest: Manifest, *, folder: Path | None = None,
+    def __init__(self, path: Path, manifest: Manifest, manifest_bytes: bytes, *, folder: Path | None = None,
                  zip_file: zipfile.ZipFile | None = None, zip_prefix: str = "") -> None:
         self.path = path
         self.manifest = manifest
+        self.manifest_bytes = manifest_bytes
         self._folder = folder
         self._zip = zip_file
         self._prefix = zip_prefix
@@ -77,9 +182,9 @@ class Product:
 
     # -- files ----------------------------------------------------------------------------
     def has(self, name: str) -> bool:
-        """Whether the file ``name`` is present in the product."""
+        """Whether something named ``name`` is in the product (reading it may still be refused)."""
         if self._folder is not None:
-            return (self._folder / name).is_file()
+            return os.path.lexists(self._folder / name)
         assert self._zip is not None
         try:
             self._zip.getinfo(self._prefix + name)
@@ -93,44 +198,129 @@ class Product:
             if not self.has(name):
                 raise ProductError(self.path, f"missing required file {name}")
 
-    def read_bytes(self, name: str) -> bytes:
-        """The bytes of the file ``name``."""
-        if not self.has(name):
-            raise ProductError(self.path, f"missing required file {name}")
+    def _entry(self, name: str) -> ManifestFile:
+        """The manifest's entry for ``name``, whose size bounds every read of it."""
+        entry = self.manifest.files.get(name)
+        if entry is None:
+            if not self.has(name):
+                raise ProductError(self.path, f"missing required file {name}")
+            raise ProductError(self.describe(name), "file is not listed in the manifest; cannot verify it")
+        if entry.size < 0:
+            raise ProductError(self.describe(name), "the manifest gives no size for this file; cannot bound the read")
+        if entry.size > MAX_MEMBER_BYTES:
+            raise ProductError(self.describe(name), f"the manifest says {entry.size} bytes; more than the limit of "
+                                                    f"{MAX_MEMBER_BYTES} for one file")
+        return entry
+
+    @contextmanager
+    def _open(self, name: str) -> Iterator[tuple[BinaryIO, int]]:
+        """``(file, size)`` of ``name``: after the checks, before reading any byte."""
         if self._folder is not None:
-            return (self._folder / name).read_bytes()
+            with _open_nofollow(_folder_file(self._folder, name)) as fh:
+                yield fh, os.fstat(fh.fileno()).st_size
+            return
         assert self._zip is not None
         try:
-            return self._zip.read(self._prefix + name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            info = self._zip.getinfo(self._prefix + name)
+        except KeyError:
+            raise ProductError(self.path, f"missing required file {name}") from None
+        _check_zip_info(self.describe(name), info)
+        try:
+            member = self._zip.open(info)
+        except _READ_ERRORS as exc:
             raise ProductError(self.describe(name), f"cannot read zip member ({exc})") from None
+        with member:
+            yield member, info.file_size
 
-    def verify(self, names: Iterable[str]) -> dict[str, str]:
-        """Check the MD5 of each file against the manifest.
+    def iter_chunks(self, name: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The bytes of the file ``name``, at most ``chunk_bytes`` at a time.
 
-        Returns the verified digests by file name.
+        Before the first byte is read, the file's size (zip header or file system) must equal the
+        manifest's, which must be at most :data:`MAX_MEMBER_BYTES`; reading stops with an error
+        the moment the file yields more bytes than that. The manifest itself comes as the bytes it
+        was parsed from.
 
         Raises
         ------
         ProductError
-            A file is missing, not listed in the manifest, or its MD5 differs.
+            The file is missing, not in the manifest, too big, of another size than the manifest
+            says, unreadable (encrypted, unsupported compression, corrupt), a symbolic link, or
+            truncated.
         """
-        digests = {}
-        for name in names:
-            if name == MANIFEST_NAME:
-                continue
-            entry = self.manifest.files.get(name)
-            if entry is None:
-                raise ProductError(self.describe(name), "file is not listed in the manifest; cannot verify it")
-            digest = md5_hex(self.read_bytes(name))
-            if digest != entry.md5:
-                raise ProductError(self.describe(name),
-                                   f"MD5 mismatch: manifest says {entry.md5}, file has {digest} (corrupt or incomplete download)")
-            digests[name] = digest
-        return digests
+        if name == MANIFEST_NAME:
+            yield self.manifest_bytes
+            return
+        entry = self._entry(name)
+        with self._open(name) as (fh, size):
+            if size != entry.size:
+                raise ProductError(self.describe(name), f"size mismatch: the manifest says {entry.size} bytes, the "
+                                                        f"file has {size} (corrupt or incomplete product)")
+            left = entry.size
+            while True:
+                try:
+                    chunk = fh.read(min(chunk_bytes, left + 1))
+                except _READ_ERRORS as exc:
+                    raise ProductError(self.describe(name), f"cannot read ({exc})") from None
+                if not chunk:
+                    break
+                left -= len(chunk)
+                if left < 0:
+                    raise ProductError(self.describe(name), f"yields more than the {entry.size} bytes it declares; "
+                                                            f"refusing to read on (corrupt or hostile product)")
+                yield chunk
+            if left:
+                raise ProductError(self.describe(name), f"ends after {entry.size - left} of its {entry.size} bytes "
+                                                        f"(truncated)")
+
+    def _stream(self, name: str, sink: Callable[[bytes], object] | None = None) -> str:
+        """Feed ``name`` to ``sink`` chunk by chunk; its MD5, checked against the manifest's."""
+        md5 = hashlib.md5(usedforsecurity=False)
+        with closing(self.iter_chunks(name)) as chunks:
+            for chunk in chunks:
+                md5.update(chunk)
+                if sink is not None:
+                    sink(chunk)
+        digest = md5.hexdigest()
+        if name != MANIFEST_NAME:
+            expected = self.manifest.files[name].md5
+            if digest != expected:
+                raise ProductError(self.describe(name), f"MD5 mismatch: manifest says {expected}, file has {digest} "
+                                                        f"(corrupt or incomplete product)")
+        return digest
+
+    def copy_to(self, name: str, dest: str | Path) -> str:
+        """Copy the file ``name`` to the new file ``dest`` in chunks, checking its size and MD5.
+
+        Returns the MD5 (lower-case hex). ``dest`` must not exist. On a bad file a
+        :class:`ProductError` is raised and ``dest`` is left partly written (write it inside an
+        :func:`~cloudgan_core.atomic.atomic_dir`). Errors writing ``dest`` (a full disk) are not
+        caught here.
+        """
+        with open(dest, "xb") as out:
+            return self._stream(name, out.write)
+
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of the file ``name`` (size-checked like :meth:`iter_chunks`; not MD5-checked)."""
+        return b"".join(self.iter_chunks(name))
+
+    def verify(self, names: Iterable[str]) -> dict[str, str]:
+        """Check the size and MD5 of each file against the manifest, streaming each file.
+
+        Returns the verified digests by file name (the manifest, which has no MD5 of its own, is
+        skipped).
+
+        Raises
+        ------
+        ProductError
+            A file is missing, not listed in the manifest, or its size or MD5 differs.
+        """
+        return {name: self._stream(name) for name in names if name != MANIFEST_NAME}
 
     def open_dataset(self, name: str, variables: Sequence[str] = ()) -> xr.Dataset:
         """Open the netCDF file ``name`` with xarray (h5netcdf), CF-decoded.
+
+        From a zip the file is read into memory, only after its size was checked against the
+        manifest (see :meth:`iter_chunks`); in a folder it must be a regular file, not a link.
 
         Parameters
         ----------
@@ -141,7 +331,10 @@ class Product:
         """
         if not self.has(name):
             raise ProductError(self.path, f"missing required file {name}")
-        source = self._folder / name if self._folder is not None else io.BytesIO(self.read_bytes(name))
+        if self._folder is not None:
+            source: Path | io.BytesIO = _folder_file(self._folder, name)
+        else:
+            source = io.BytesIO(self.read_bytes(name))
         try:
             ds = xr.open_dataset(source, engine="h5netcdf", cache=False)
         except Exception as exc:  # h5py/h5netcdf raise many types for a corrupt file
@@ -176,9 +369,25 @@ class Product:
         return f"Product({self.id!r}, path={str(self.path)!r})"
 
 
-def _check_type(path: Path, manifest: Manifest) -> None:
+def _check_manifest(path: Path, source: str, manifest: Manifest) -> None:
+    """The product is SL_1_RBT and its name (which becomes a folder name) is a valid one."""
     if manifest.product_type != PRODUCT_TYPE:
-        raise ProductError(path, f"product type is {manifest.product_type!r}; only {PRODUCT_TYPE} (SLSTR Level-1 RBT) is supported")
+        raise ProductError(path, f"product type is {short_repr(manifest.product_type)}; only {PRODUCT_TYPE} "
+                                 f"(SLSTR Level-1 RBT) is supported")
+    try:
+        validate_product_id(manifest.product_name, "manifest productName")
+    except ProductNameError as exc:
+        raise ProductError(source, str(exc)) from None
+
+
+def _read_manifest(fh: BinaryIO, size: int, source: str) -> bytes:
+    if size > MAX_MANIFEST_BYTES:
+        raise ProductError(source, f"manifest is {size} bytes; more than the limit of {MAX_MANIFEST_BYTES} "
+                                   f"({MAX_MANIFEST_BYTES // 2**20} MiB)")
+    try:
+        return fh.read(MAX_MANIFEST_BYTES + 1)  # parse_manifest refuses more than the limit
+    except _READ_ERRORS as exc:
+        raise ProductError(source, f"cannot read the manifest ({exc})") from None
 
 
 def open_product(path: str | Path) -> Product:
@@ -187,34 +396,46 @@ def open_product(path: str | Path) -> Product:
     Raises
     ------
     ProductError
-        Not a zip or folder, a zip with entries escaping the folder, no manifest, or a product
-        type other than SL_1_RBT.
+        Not a zip or folder, a zip with entries escaping the folder or beyond the limits, no
+        manifest, a manifest that is a link, too big or invalid, a product type other than
+        SL_1_RBT, or a product name that is not an SL_1_RBT name.
     """
     path = Path(path)
     if path.is_dir():
-        manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise ProductError(path, f"missing required file {MANIFEST_NAME}")
-        manifest = parse_manifest(manifest_path.read_bytes(), str(manifest_path))
-        _check_type(path, manifest)
-        return Product(path, manifest, folder=path)
+        manifest_path = _folder_file(path, MANIFEST_NAME)
+        with _open_nofollow(manifest_path) as fh:
+            raw = _read_manifest(fh, os.fstat(fh.fileno()).st_size, str(manifest_path))
+        manifest = parse_manifest(raw, str(manifest_path))
+        _check_manifest(path, str(manifest_path), manifest)
+        return Product(path, manifest, raw, folder=path)
     if not path.exists():
         raise ProductError(path, "no such file or folder")
+    _check_zip_directory(path)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (*_READ_ERRORS, struct.error, ValueError) as exc:
         raise ProductError(path, f"not a zip file ({exc})") from None
     try:
-        names = zf.namelist()
-        for name in names:
-            _check_member_name(path, name)
-        manifests = [n for n in names if n.endswith(".SEN3/" + MANIFEST_NAME) and n.count("/") == 1]
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise ProductError(path, f"zip holds {len(infos)} entries; more than the limit of {MAX_ZIP_MEMBERS}")
+        for info in infos:
+            _check_member_name(path, info.filename)
+        manifests = [i for i in infos if i.filename.endswith(".SEN3/" + MANIFEST_NAME) and i.filename.count("/") == 1]
         if not manifests:
             raise ProductError(path, f"zip holds no <name>.SEN3/{MANIFEST_NAME}; is this a Sentinel-3 product?")
-        prefix = manifests[0][: -len(MANIFEST_NAME)]
-        manifest = parse_manifest(zf.read(manifests[0]), f"{path}!{manifests[0]}")
-        _check_type(path, manifest)
+        info = manifests[0]
+        source = f"{path}!{info.filename}"
+        _check_zip_info(source, info)
+        try:
+            member = zf.open(info)
+        except _READ_ERRORS as exc:
+            raise ProductError(source, f"cannot read the manifest ({exc})") from None
+        with member:
+            raw = _read_manifest(member, info.file_size, source)
+        manifest = parse_manifest(raw, source)
+        _check_manifest(path, source, manifest)
     except BaseException:
         zf.close()
         raise
-    return Product(path, manifest, zip_file=zf, zip_prefix=prefix)
+    return Product(path, manifest, raw, zip_file=zf, zip_prefix=info.filename[: -len(MANIFEST_NAME)])
