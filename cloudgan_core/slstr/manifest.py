@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from cloudgan_core.errors import ProductError
 
 MANIFEST_NAME = "xfdumanifest.xml"
+#: Largest manifest accepted, in bytes (real ones are about 100 kB).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
