@@ -32,6 +32,7 @@ def discover_new_products(context: dg.OpExecutionContext, copernicus: Copernicus
     query = discovery.query(datetime.now(timezone.utc))
     found = copernicus.search(query, log=context.log)
     existing = set(context.instance.get_dynamic_partitions(products_partitions.name))
+    # ProductInfo.key passes validate_product_id: only SL_1_RBT product names become partitions.
     new = [p.key for p in found if p.key not in existing][: discovery.max_products]
     if new:
         context.instance.add_dynamic_partitions(products_partitions.name, new)

@@ -8,6 +8,7 @@ from pydantic import PrivateAttr
 
 import dagster as dg
 
+from cloudgan_core.cdse.http import DEFAULT_MIN_RATE, DEFAULT_REQUEST_DEADLINE, DEFAULT_STALL_SECONDS
 from cloudgan_core.storage import asset_dir, default_inbox, default_storage_root
 
 
@@ -41,6 +42,11 @@ class CopernicusResource(dg.ConfigurableResource):
     when those variables are set) or, when empty, from the environment at the time of use. The
     endpoint fields override ``CDSE_TOKEN_URL`` / ``CDSE_CATALOGUE_URL`` / ``CDSE_DOWNLOAD_URL``,
     which override the public CDSE endpoints.
+
+    ``min_rate`` (bytes/s) and ``stall_seconds``: a download fails when fewer than ``min_rate``
+    bytes/s arrive over ``stall_seconds`` s, or nothing for ``stall_seconds / 2`` s (defaults
+    10000 bytes/s over 60 s: a stalled download fails within 90 s). ``request_deadline``: longest
+    time in seconds for one download request (default 3600).
     """
 
     username: Optional[str] = None
@@ -51,6 +57,9 @@ class CopernicusResource(dg.ConfigurableResource):
     download_url: Optional[str] = None
     download_mode: str = "files"
     max_connections: int = 4
+    min_rate: float = DEFAULT_MIN_RATE
+    stall_seconds: float = DEFAULT_STALL_SECONDS
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE
 
     def endpoints(self):
         from cloudgan_core.cdse import CdseEndpoints
@@ -66,7 +75,7 @@ class CopernicusResource(dg.ConfigurableResource):
         return CdseCredentials.from_env()
 
     def find(self, name: str, log=None):
-        """Catalogue entry of one product by name (with or without ``.SEN3``)."""
+        """Catalogue entry of exactly this product (name with or without ``.SEN3``; validated)."""
         from cloudgan_core.cdse import find_product_by_name
 
         return find_product_by_name(name, self.endpoints(), log=log)
@@ -85,7 +94,8 @@ class CopernicusResource(dg.ConfigurableResource):
         info = self.find(name, log=log)
         tokens = TokenManager(endpoints, self.credentials(), log=log)
         return download_product(info, dest_dir, endpoints=endpoints, tokens=tokens, mode=self.download_mode,
-                                max_connections=self.max_connections, log=log)
+                                max_connections=self.max_connections, log=log, min_rate=self.min_rate,
+                                stall_seconds=self.stall_seconds, request_deadline=self.request_deadline)
 
 
 class DiscoverySettings(dg.ConfigurableResource):

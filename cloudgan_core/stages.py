@@ -17,6 +17,7 @@ from cloudgan_core.atomic import atomic_dir, save_npy, write_text
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import PIXEL_FLAGS, scene_masks
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, short_repr
+from cloudgan_core.slstr.names import is_product_id
 from cloudgan_core.slstr.product import (FALSE_COLOR_BANDS, OPTIONAL_FILES, PIPELINE_FILES, open_product,
                                          product_id)
 from cloudgan_core.slstr.radiance import detector_index, false_color, reflectance
@@ -45,12 +46,13 @@ def find_in_inbox(inbox: Path, key: str) -> Path | None:
 
 
 def inbox_products(inbox: Path) -> list[str]:
-    """Product ids of the ``.zip``/``.SEN3`` entries in ``inbox`` (sorted, without suffix)."""
+    """Product ids of the ``.zip``/``.SEN3`` entries in ``inbox`` (sorted, without suffix); entries
+    whose names are not SL_1_RBT product names are left out."""
     if not inbox.is_dir():
         return []
     keys = {product_id(p.name) for p in inbox.iterdir()
             if (p.suffix == ".zip" and p.is_file()) or (p.suffix == ".SEN3" and p.is_dir())}
-    return sorted(k for k in keys if "_SL_1_RBT___" in k)
+    return sorted(k for k in keys if is_product_id(k))
 
 
 def stored_product(store_dir: Path) -> Path:

@@ -13,6 +13,12 @@ Both record what they saw (paths, Host and Authorization headers, concurrent dow
 connections), and faults can be injected (429 once, a corrupt file once or always, a redirect
 to ``localhost`` instead of ``127.0.0.1`` -- a foreign host for the client).
 
+Hostile modes (a mirror that attacks its client) are attributes of :class:`FakeCdse`:
+``FakeProduct.reported_name`` (the catalogue answers with another name, e.g. ``../../x``),
+``token_redirect`` (the token endpoint answers 307 elsewhere), ``echo_download`` /
+``echo_login`` / ``search_error_detail`` (4xx bodies that echo secrets), ``padding`` (a file
+goes on past its size), ``drip`` (a file trickles), ``silent_after`` (a file stops mid-way).
+
 From a test::
 
     with FakeCdse(tmp_path) as cdse:
@@ -83,6 +89,7 @@ class FakeProduct:
     online: bool = True
     folder: Path | None = None
     zip_bytes: bytes | None = None
+    reported_name: str | None = None  # hostile: the Name the catalogue answers with
 
     @property
     def key(self) -> str:
@@ -92,7 +99,7 @@ class FakeProduct:
         item: dict[str, Any] = {
             "@odata.mediaContentType": "application/octet-stream",
             "Id": self.id,
-            "Name": self.name,
+            "Name": self.reported_name or self.name,
             "ContentType": "application/octet-stream",
             "ContentLength": len(self.zip_bytes) if self.zip_bytes else 0,
             "OriginDate": _iso(self.end + timedelta(hours=2)),
@@ -144,6 +151,9 @@ class FakeCdse:
         Accepted accounts, username -> password.
     totp
         When set, the password grant also needs ``totp`` equal to this code.
+    totp_secret
+        When set, the password grant also needs ``totp`` to be the current code of this base32
+        secret (or the one of the previous or next 30 s step).
     token_lifetime, refresh_lifetime
         ``expires_in`` and ``refresh_expires_in`` of issued tokens, in seconds.
     max_skip
@@ -159,6 +169,7 @@ class FakeCdse:
     root: Path
     users: dict[str, str] = field(default_factory=lambda: {DEFAULT_USER: DEFAULT_PASSWORD})
     totp: str | None = None
+    totp_secret: str | None = None
     token_lifetime: int = 600
     refresh_lifetime: int = 3600
     max_skip: int = 10_000
@@ -175,6 +186,18 @@ class FakeCdse:
         self.corrupt_once: set[str] = set()
         self.corrupt_always: set[str] = set()
         self.redirect_host = "127.0.0.1"
+        # hostile modes
+        self.token_redirect: str | None = None  # token endpoint answers a redirect to this URL
+        self.token_redirect_status = 307
+        self.echo_download = False  # download endpoint answers 400 echoing what it knows
+        self.echo_login = False  # token endpoint answers 401 echoing the login form
+        self.search_error_detail = "injected failure"  # body of fail_search_once answers
+        self.padding: dict[str, int] = {}  # rel -> bytes sent after the file (no Content-Length)
+        self.drip: dict[str, float] = {}  # rel -> seconds between single bytes
+        self.silent_after: dict[str, int] = {}  # rel -> send this many bytes, then nothing
+        self.bytes_sent: Counter[str] = Counter()  # rel -> body bytes the mirror wrote
+        self.last_login_form: dict[str, str] = {}
+        self._stopping = threading.Event()
         # what the servers saw
         self.seen: list[Seen] = []
         self.token_grants: list[tuple[str, bool]] = []
@@ -202,6 +225,7 @@ class FakeCdse:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # wakes hostile handlers that wait
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -349,8 +373,14 @@ class FakeCdse:
                 self.token_grants.append((grant, False))
                 return 401, {"error": "invalid_client", "error_description": "Invalid client credentials"}
             if grant == "password":
+                self.last_login_form = dict(form)
+                if self.echo_login:
+                    self.token_grants.append((grant, False))
+                    echoed = "&".join(f"{k}={v}" for k, v in reversed(list(form.items())))
+                    return 401, {"error": echoed, "error_description": f"you sent {form!r}"}
                 ok = self.users.get(form.get("username", "")) == form.get("password") and (
-                    self.totp is None or form.get("totp") == self.totp)
+                    self.totp is None or form.get("totp") == self.totp) and (
+                    self.totp_secret is None or form.get("totp") in self._totp_codes())
                 self.token_grants.append((grant, ok))
                 if not ok:
                     return 401, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
@@ -365,6 +395,26 @@ class FakeCdse:
             self.token_grants.append((grant, False))
             return 400, {"error": "unsupported_grant_type"}
 
+    def _totp_codes(self) -> set[str]:
+        from cloudgan_core.cdse import totp_code
+
+        now = time.time()
+        return {totp_code(self.totp_secret or "", now + d) for d in (-30, 0, 30)}
+
+    def echo_body(self, headers: dict[str, str]) -> bytes:
+        """A hostile 4xx body: the secrets first (so a 200-character excerpt holds them), then all."""
+        with self.lock:
+            form = dict(self.last_login_form)
+            issued = list(self.issued_tokens)
+        head = (f"password={form.get('password', '')} totp={form.get('totp', '')} "
+                f"secret={self.totp_secret or ''} refresh={issued[-1] if issued else ''} "
+                f"Authorization: {headers.get('Authorization', '')}")
+        return (head + f" | headers {headers!r} | login form {urlencode(form)} | tokens {issued}").encode()
+
+    def wait_stop(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when the server is stopping."""
+        return self._stopping.wait(seconds)
+
     # -- catalogue ------------------------------------------------------------------------
     def search_reply(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self.lock:
@@ -372,7 +422,7 @@ class FakeCdse:
             products = list(self.products.values())
             fail = self.fail_search_once.pop(0) if self.fail_search_once else None
         if fail is not None:
-            return fail, {"detail": "injected failure"}
+            return fail, {"detail": self.search_error_detail}
         order = params.get("$orderby", "")
         if order not in ("ContentDate/Start asc", "ContentDate/Start desc", "ContentDate/Start"):
             return 400, {"detail": f"fake CDSE needs $orderby=ContentDate/Start asc|desc, got {order!r}"}
@@ -485,7 +535,9 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
             self._record()
             length = int(self.headers.get("Content-Length", "0"))
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            if role == "main" and urlsplit(self.path).path == TOKEN_PATH:
+            if role == "main" and urlsplit(self.path).path == TOKEN_PATH and cdse.token_redirect:
+                self._send(cdse.token_redirect_status, b"", headers={"Location": cdse.token_redirect})
+            elif role == "main" and urlsplit(self.path).path == TOKEN_PATH:
                 self._json(*cdse.token_reply(form))
             else:
                 self._json(404, {"detail": "not found"})
@@ -514,13 +566,16 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
             self._json(404, {"detail": f"no route {path}"})
 
         def _download(self, path: str) -> None:
+            if cdse.echo_download:
+                self._send(400, cdse.echo_body(dict(self.headers.items())), ctype="text/plain")
+                return
             if not cdse.token_valid(self.headers.get("Authorization")):
                 self._json(401, {"detail": "Expired signature or missing token"})
                 return
             if m := _NODE_VALUE.match(path):
                 pid, nodes = m.group(1), _NODES.findall(m.group(2))
                 product = cdse.products.get(pid)
-                if product is None or product.folder is None or nodes[0] != product.name:
+                if product is None or product.folder is None or nodes[0] not in (product.name, product.reported_name):
                     self._json(404, {"detail": "product or node not found"})
                     return
                 rel = "/".join(nodes[1:])
@@ -570,7 +625,40 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             if cdse.file_delay:
                 time.sleep(cdse.file_delay)
+            if rel in cdse.padding or rel in cdse.drip or rel in cdse.silent_after:
+                self._hostile_body(rel, data)
+                return
             self._send(200, data, ctype="application/octet-stream")
+            with cdse.lock:
+                cdse.bytes_sent[rel] += len(data)
+
+        def _hostile_body(self, rel: str, data: bytes) -> None:
+            """Send ``data`` the hostile way configured for ``rel``; stop when the client hangs up."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if rel not in cdse.padding:
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if rel in cdse.drip:
+                pieces: Any = (data[i:i + 1] for i in range(len(data)))
+            elif rel in cdse.silent_after:
+                pieces = iter([data[:cdse.silent_after[rel]]])
+            else:
+                block = b"\0" * (1 << 20)
+                extra = cdse.padding[rel]
+                pieces = iter([data, *(block[:min(len(block), extra - i)] for i in range(0, extra, len(block)))])
+            try:
+                for piece in pieces:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    with cdse.lock:
+                        cdse.bytes_sent[rel] += len(piece)
+                    if rel in cdse.drip and cdse.wait_stop(cdse.drip[rel]):
+                        return
+                if rel in cdse.silent_after:
+                    cdse.wait_stop(3600)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
     return Handler
 

@@ -20,6 +20,8 @@ from cloudgan_core.cdse import (
     search_products,
     search_window,
 )
+from cloudgan_core.simulate import product_name
+from cloudgan_core.slstr.names import ProductNameError
 from tests.cdse_server import FakeCdse
 
 T0 = datetime(2024, 6, 1, tzinfo=timezone.utc)
@@ -27,8 +29,8 @@ FAST = RetryPolicy(retries=2, backoff=0.01, max_wait=0.05)
 
 
 def name(i: int, platform: str = "A") -> str:
-    t = T0 + timedelta(hours=i)
-    return f"S3{platform}_SL_1_RBT____{t:%Y%m%dT%H%M%S}_{t + timedelta(minutes=3):%Y%m%dT%H%M%S}_X_{i:04d}_NT_004"
+    """A valid, distinct product name per ``i`` (its sensing start is set by the catalogue entry)."""
+    return product_name(i, f"S3{platform}").removesuffix(".SEN3")
 
 
 @pytest.fixture()
@@ -126,7 +128,7 @@ def test_skip_cap_continues_from_last_start_without_duplicates(tmp_path):
     with FakeCdse(tmp_path, max_skip=10) as cdse:
         for i in range(37):
             cdse.add_entry(name(i), T0 + timedelta(minutes=10 * i))
-        cdse.add_entry("S3A_SAME_START_TWIN", T0 + timedelta(minutes=10 * 14))  # shares a start
+        cdse.add_entry(name(300), T0 + timedelta(minutes=10 * 14))  # shares a start
         found = search_products(SearchQuery(T0, T0 + timedelta(days=1), page_size=5), ep(cdse), max_skip=10)
         assert len(found) == 38 and len({p.id for p in found}) == 38
         assert [p.content_start for p in found] == sorted(p.content_start for p in found)
@@ -186,11 +188,12 @@ def test_find_product_by_name_with_or_without_suffix(cdse):
         info = find_product_by_name(given, ep(cdse))
         assert info.id == entry.id and info.name == name(3) + ".SEN3" and info.cloud_cover == 33.5
     assert cdse.search_params[-1]["$filter"] == f"Name eq '{name(3)}.SEN3'"
-    with pytest.raises(CdseNotFoundError, match="S3A_NOT_THERE.SEN3"):
-        find_product_by_name("S3A_NOT_THERE", ep(cdse))
-    with pytest.raises(CdseNotFoundError):
-        find_product_by_name("it's", ep(cdse))  # quote is escaped, not an injection
-    assert cdse.search_params[-1]["$filter"] == "Name eq 'it''s.SEN3'"
+    with pytest.raises(CdseNotFoundError, match=f"{name(77)}.SEN3"):
+        find_product_by_name(name(77), ep(cdse))
+    sent = len(cdse.search_params)
+    with pytest.raises(ProductNameError, match="not an SL_1_RBT product name"):
+        find_product_by_name("it's", ep(cdse))  # not a product name: never sent
+    assert len(cdse.search_params) == sent
 
 
 def test_product_info_round_trips_through_dict(cdse):
@@ -201,7 +204,7 @@ def test_product_info_round_trips_through_dict(cdse):
 
 def test_product_info_parses_cdse_json():
     item = {
-        "Id": "521bd8f9-48a5-4e1f-9435-58f97cb64d39", "Name": "S3B_X.SEN3", "ContentLength": 123,
+        "Id": "521bd8f9-48a5-4e1f-9435-58f97cb64d39", "Name": name(1, "B") + ".SEN3", "ContentLength": 123,
         "Online": False, "ContentDate": {"Start": "2024-06-04T11:01:00.123456Z", "End": "2024-06-04T11:04:00Z"},
         "Checksum": [{"Value": "ABC", "Algorithm": "MD5"}, {"Value": "def", "Algorithm": "BLAKE3"}],
         "GeoFootprint": {"type": "Polygon", "coordinates": [[[1, 2], [3, 2], [3, 4], [1, 2]]]},

@@ -16,6 +16,7 @@ from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CopernicusResource, DiscoverySettings
 from cloudgan_assets.schedules import pending_partitions, process_pending_products
 from cloudgan_assets.sensors import cdse_discovery_sensor
+from cloudgan_core.simulate import product_name
 from tests.cdse_server import FakeCdse
 from tests.dagster_helpers import SMALL_RUN_CONFIG, storage_for
 
@@ -98,11 +99,10 @@ def test_cli_materializes_one_partition_from_the_test_server(tmp_path, cdse):
 
 def test_discovery_sensor_adds_new_products_once_and_caps_per_tick(tmp_path, cdse):
     now = datetime.now(timezone.utc)
-    names = [f"S3B_SL_1_RBT____{(now - timedelta(hours=h)).strftime('%Y%m%dT%H%M%S')}_X_{h:03d}_PS2_O_NT_004"
-             for h in (5, 10, 20)]
+    names = [product_name(h, "S3B").removesuffix(".SEN3") for h in (5, 10, 20)]
     for h, n in zip((5, 10, 20), names):
         cdse.add_entry(n, now - timedelta(hours=h), cloud_cover=40.0)
-    cdse.add_entry("S3B_SL_1_RBT____TOO_CLEAR", now - timedelta(hours=3), cloud_cover=2.0)
+    cdse.add_entry(product_name(3, "S3B"), now - timedelta(hours=3), cloud_cover=2.0)  # too clear
     res = {"copernicus": CopernicusResource(), "discovery": DiscoverySettings(max_products=2)}
     with dg.instance_for_test() as instance:
         first = cdse_discovery_sensor(dg.build_sensor_context(instance=instance, resources=res))

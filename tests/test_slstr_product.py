@@ -264,10 +264,14 @@ def test_inbox_listing(sim_product: Path, sim_zip: Path, tmp_path: Path) -> None
     assert inbox_products(inbox) == []
     inbox.mkdir()
     shutil.copytree(sim_product, inbox / sim_product.name)
-    shutil.copy(sim_zip, inbox / "S3B_SL_1_RBT____other.zip")
+    from cloudgan_core.simulate import product_name
+
+    other = product_id(product_name(77, "S3B"))
+    shutil.copy(sim_zip, inbox / f"{other}.zip")
     (inbox / "notes.txt").write_text("x")
     (inbox / "S3A_OL_1_EFR____x.zip").write_bytes(b"x")  # not an SLSTR L1 RBT product
-    assert inbox_products(inbox) == sorted([product_id(sim_product.name), "S3B_SL_1_RBT____other"])
+    (inbox / "S3B_SL_1_RBT____other.zip").write_bytes(b"x")  # not a product name
+    assert inbox_products(inbox) == sorted([product_id(sim_product.name), other])
     assert find_in_inbox(inbox, product_id(sim_product.name)) == inbox / sim_product.name
-    assert find_in_inbox(inbox, "S3B_SL_1_RBT____other") == inbox / "S3B_SL_1_RBT____other.zip"
+    assert find_in_inbox(inbox, other) == inbox / f"{other}.zip"
     assert find_in_inbox(inbox, "missing") is None

@@ -3,7 +3,7 @@
 Plain ``requests``; no Dagster. Typical use::
 
     endpoints = CdseEndpoints.from_env()
-    info = find_product_by_name("S3A_SL_1_RBT____20240101T...", endpoints)
+    info = find_product_by_name("S3A_SL_1_RBT____20240101T...", endpoints)   # a full product name
     tokens = TokenManager(endpoints, CdseCredentials.from_env())
     folder = download_product(info, "data/inbox", endpoints=endpoints, tokens=tokens)
 """
@@ -26,11 +26,13 @@ from cloudgan_core.cdse.errors import (
     CdseConfigError,
     CdseDownloadError,
     CdseError,
+    CdseLimitError,
     CdseNotFoundError,
     CdseOfflineError,
     CdseRequestError,
 )
-from cloudgan_core.cdse.http import RetryPolicy, same_site
+from cloudgan_core.cdse.http import RetryPolicy, TransferLimits, same_site
+from cloudgan_core.cdse.redact import redact
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -41,6 +43,7 @@ __all__ = [
     "CdseDownloadError",
     "CdseEndpoints",
     "CdseError",
+    "CdseLimitError",
     "CdseNotFoundError",
     "CdseOfflineError",
     "CdseRequestError",
@@ -50,6 +53,7 @@ __all__ = [
     "RetryPolicy",
     "SearchQuery",
     "TokenManager",
+    "TransferLimits",
     "download_product",
     "find_product_by_name",
     "iter_products",
@@ -58,6 +62,7 @@ __all__ = [
     "odata_datetime",
     "plan_additions",
     "product_url",
+    "redact",
     "same_site",
     "search_products",
     "search_window",

@@ -3,6 +3,10 @@
 Access tokens live about 10 minutes and refresh tokens about an hour. :class:`TokenManager`
 hands out a valid access token, refreshing it shortly before it expires and logging in again
 only when the refresh fails. It is thread-safe (download workers share one).
+
+Credential requests never follow a redirect (the form holds the password and the TOTP code), and
+their replies are read up to :data:`MAX_TOKEN_REPLY_BYTES`. :meth:`TokenManager.secrets` lists
+what :func:`~cloudgan_core.cdse.redact.redact` must remove from any error text.
 """
 
 from __future__ import annotations
@@ -13,17 +17,25 @@ import hmac
 import re
 import struct
 import threading
+import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
+import urllib3
 
 from cloudgan_core.cdse.config import CLIENT_ID, CdseCredentials, CdseEndpoints
-from cloudgan_core.cdse.errors import CdseAuthError
-from cloudgan_core.cdse.http import Log, get_log, url_path
+from cloudgan_core.cdse.errors import CdseAuthError, CdseLimitError
+from cloudgan_core.cdse.http import REDIRECT_STATUSES, Log, TransferLimits, get_log, read_body, url_path
+from cloudgan_core.cdse.redact import redact
 
 _CODE = re.compile(r"^\d{6,8}$")
+#: Largest token-endpoint reply read, in bytes (a real one is about 3 kB).
+MAX_TOKEN_REPLY_BYTES = 1 << 20
+#: How many issued tokens and sent TOTP codes are remembered for redaction.
+_REMEMBERED = 16
 
 
 def totp_code(secret_b32: str, at: float | None = None, *, digits: int = 6, step: int = 30) -> str:
@@ -84,6 +96,9 @@ class TokenManager:
     clock
         Monotonic clock in seconds (tests may pass a fake one).
 
+    limits
+        Rate and deadline for reading each token reply.
+
     Attributes
     ----------
     logins, refreshes
@@ -100,6 +115,7 @@ class TokenManager:
         refresh_margin: float = 60.0,
         log: Log | None = None,
         clock: Callable[[], float] = time.monotonic,
+        limits: TransferLimits = TransferLimits(),
     ) -> None:
         self._endpoints = endpoints
         self._credentials = credentials
@@ -108,8 +124,10 @@ class TokenManager:
         self._margin = refresh_margin
         self._log = get_log(log)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # secrets() may be called while a request holds it
         self._token: _Token | None = None
+        self._limits = limits
+        self._used: deque[str] = deque(maxlen=_REMEMBERED)  # tokens issued, TOTP codes sent
         self.logins = 0
         self.refreshes = 0
 
@@ -158,6 +176,21 @@ class TokenManager:
             if self._token is not None and (token is None or token == self._token.access):
                 self._token.access_expires = float("-inf")
 
+    def secrets(self) -> list[str]:
+        """Every value that must never appear in an error or a log line: the username, password and
+        TOTP value, the current TOTP code, and the tokens and codes used lately."""
+        creds = self._credentials
+        with self._lock:
+            out = [creds.username, creds.password, *self._used]
+        if creds.totp:
+            out.append(creds.totp)
+            if not _CODE.match(creds.totp.strip()):
+                try:
+                    out.append(totp_code(creds.totp))
+                except CdseAuthError:
+                    pass
+        return out
+
     def auth_header(self) -> dict[str, str]:
         """``{"Authorization": "Bearer <token>"}`` for a valid token."""
         return {"Authorization": f"Bearer {self.access_token()}"}
@@ -166,19 +199,31 @@ class TokenManager:
     def _request(self, grant: str, data: dict[str, str]) -> _Token:
         where = url_path(self._endpoints.token_url)
         form = {"grant_type": grant, "client_id": CLIENT_ID, **data}
+        if "totp" in form:
+            self._used.append(form["totp"])
         sent_at = self._clock()
         try:
-            resp = self._session.post(self._endpoints.token_url, data=form, timeout=self._timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            resp = self._session.post(self._endpoints.token_url, data=form, timeout=self._timeout,
+                                      allow_redirects=False, stream=True)
+            with resp:
+                status = resp.status_code
+                if status in REDIRECT_STATUSES:
+                    raise CdseAuthError(
+                        f"CDSE token endpoint {where} answered HTTP {status}, a redirect; credentials are never "
+                        "sent to another address: set CDSE_TOKEN_URL to the token endpoint itself")
+                raw = read_body(resp, self._limits.watch(f"CDSE token endpoint {where}", idle=self._timeout),
+                                max_bytes=MAX_TOKEN_REPLY_BYTES)
+        except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as exc:
             raise CdseAuthError(f"CDSE token endpoint {where} unreachable ({type(exc).__name__})") from None
-        status = resp.status_code
+        except CdseLimitError as exc:
+            raise CdseAuthError(redact(str(exc), self.secrets())) from None
         try:
-            body = resp.json() if resp.content else {}
+            body = json.loads(raw) if raw else {}
         except ValueError:
             body = {}
         if not isinstance(body, dict):
             body = {}
-        error = str(body.get("error", ""))[:60]
+        error = redact(str(body.get("error", "")), self.secrets())[:60]
         if grant == "password" and status == 401:
             totp = " and TOTP code" if self._credentials.totp else ""
             raise CdseAuthError(
@@ -195,6 +240,7 @@ class TokenManager:
             raise CdseAuthError(f"CDSE token endpoint {where} answered without an access_token")
         lifetime = _seconds(body.get("expires_in"), 300.0)
         refresh = body.get("refresh_token") if isinstance(body.get("refresh_token"), str) else None
+        self._used.extend(t for t in (access, refresh) if t)
         refresh_life = _seconds(body.get("refresh_expires_in"), 0.0 if refresh is None else 1800.0)
         return _Token(
             access=access,

@@ -3,10 +3,15 @@
 Searching needs no account. A search is split into time windows and, inside a window, paged
 over ``@odata.nextLink``; CDSE refuses ``$skip`` above 10,000, so when a window holds more than
 that the search continues from the last product's sensing start (keyset paging) instead.
+
+Every name the catalogue answers with passes :func:`~cloudgan_core.slstr.names.validate_product_id`
+(a :class:`ProductInfo` cannot hold anything else): a search skips, and logs, entries that are not
+SL_1_RBT product names; a look-up by name accepts only the product asked for.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -18,7 +23,17 @@ import requests
 
 from cloudgan_core.cdse.config import CdseEndpoints
 from cloudgan_core.cdse.errors import CdseConfigError, CdseNotFoundError, CdseRequestError
-from cloudgan_core.cdse.http import Log, RetryPolicy, get_log, get_with_retries, url_path
+from cloudgan_core.cdse.http import (
+    Log,
+    RetryPolicy,
+    TransferLimits,
+    error_excerpt,
+    get_log,
+    get_with_retries,
+    read_body,
+    url_path,
+)
+from cloudgan_core.slstr.names import ProductNameError, validate_product_id
 
 COLLECTION = "SENTINEL-3"
 PRODUCT_TYPE = "SL_1_RBT___"
@@ -26,6 +41,8 @@ PRODUCT_TYPE = "SL_1_RBT___"
 MAX_SKIP = 10_000
 #: Largest ``$top`` the CDSE catalogue accepts.
 MAX_PAGE_SIZE = 1000
+#: Largest catalogue reply read, in bytes (a full page of 1000 entries is about 5 MB).
+MAX_PAGE_BYTES = 64 * 1024 * 1024
 _ORDER = re.compile(r"^ContentDate/Start( (asc|desc))?$")
 _WKT = re.compile(r"^(MULTI)?POLYGON\s*\(\(?\(.*\)\)?\)$", re.IGNORECASE | re.DOTALL)
 _FOOTPRINT = re.compile(r"^geography'(?:SRID=\d+;)?(.*)'$", re.DOTALL)
@@ -183,7 +200,8 @@ class ProductInfo:
     id
         CDSE product UUID (used in download URLs).
     name
-        Product name including ``.SEN3``.
+        Product name including ``.SEN3`` (given with or without it); always an SL_1_RBT product
+        name, else the constructor raises :class:`~cloudgan_core.slstr.names.ProductNameError`.
     size
         Size of the whole zipped product in bytes (``ContentLength``).
     content_start, content_end
@@ -211,10 +229,13 @@ class ProductInfo:
     checksums: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", validate_product_id(self.name, "catalogue entry") + ".SEN3")
+
     @property
     def key(self) -> str:
-        """The name without ``.SEN3``: the Dagster ``products`` partition key."""
-        return self.name.removesuffix(".SEN3")
+        """The name without ``.SEN3``: the Dagster ``products`` partition key (validated again)."""
+        return validate_product_id(self.name, "catalogue entry")
 
     @classmethod
     def from_odata(cls, item: Mapping[str, Any]) -> ProductInfo:
@@ -224,14 +245,16 @@ class ProductInfo:
         ------
         CdseRequestError
             When ``Id``, ``Name`` or ``ContentDate`` is missing or malformed.
+        ProductNameError
+            When ``Name`` is not an SL_1_RBT product name.
         """
         try:
             ident, name = str(item["Id"]), str(item["Name"])
             start = _parse_time(item["ContentDate"]["Start"])
             end = _parse_time(item["ContentDate"]["End"])
         except (KeyError, TypeError, ValueError) as exc:
-            label = item.get("Name", "?") if isinstance(item, Mapping) else "?"
-            raise CdseRequestError(f"catalogue entry {label!r} lacks or garbles {exc}") from None
+            label = str(item.get("Name", "?"))[:120] if isinstance(item, Mapping) else "?"
+            raise CdseRequestError(f"catalogue entry {label!r} lacks or garbles {str(exc)[:120]}") from None
         attrs: dict[str, Any] = {}
         for att in item.get("Attributes") or []:
             if isinstance(att, Mapping) and "Name" in att:
@@ -307,18 +330,33 @@ def _get_page(
     resp = get_with_retries(
         session, url, params=params, timeout=timeout, policy=policy, what="catalogue search", log=log
     )
-    if resp.status_code != 200:
-        detail = resp.text[:300].replace("\n", " ")
-        raise CdseRequestError(
-            f"CDSE catalogue search failed: HTTP {resp.status_code} from {url_path(url)}: {detail}"
-        )
+    read = timeout[1] if isinstance(timeout, tuple) else timeout
+    watch = TransferLimits().watch(f"CDSE catalogue reply from {url_path(url)}", idle=read)
+    with resp:
+        if resp.status_code != 200:
+            detail = error_excerpt(resp, watch, limit=300)
+            raise CdseRequestError(
+                f"CDSE catalogue search failed: HTTP {resp.status_code} from {url_path(url)}: {detail}"
+            )
+        raw = read_body(resp, watch, max_bytes=MAX_PAGE_BYTES)
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError:
         raise CdseRequestError(f"CDSE catalogue reply from {url_path(url)} is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise CdseRequestError(f"CDSE catalogue reply from {url_path(url)} has no 'value' list")
     return body
+
+
+def _parse_entries(values: list[Any], log: Log) -> list[ProductInfo]:
+    """The entries of one reply page whose names are SL_1_RBT product names; the others are logged."""
+    out = []
+    for value in values:
+        try:
+            out.append(ProductInfo.from_odata(value))
+        except ProductNameError as exc:
+            log.warning(f"CDSE search: skipping a catalogue entry: {exc}")
+    return out
 
 
 def _next_skip(link: str) -> int:
@@ -366,7 +404,7 @@ def iter_products(
                 truncated = False
                 while page_url is not None:
                     body = _get_page(session, page_url, params, timeout=timeout, policy=retry, log=log)
-                    items = [ProductInfo.from_odata(v) for v in body["value"]]
+                    items = _parse_entries(body["value"], log)
                     fetched += len(items)
                     for info in items:
                         last = info
@@ -469,17 +507,22 @@ def find_product_by_name(
     name
         Product name with or without ``.SEN3`` (a trailing ``.zip`` is ignored too).
 
+    Returns
+    -------
+    ProductInfo
+        The catalogue entry named exactly ``<name>.SEN3``.
+
     Raises
     ------
+    ProductNameError
+        When ``name`` is not an SL_1_RBT product name (nothing is sent).
     CdseNotFoundError
         When the catalogue has no product of that name.
     CdseRequestError
-        When the catalogue cannot be reached or answers with an error.
+        When the catalogue cannot be reached, answers with an error, or answers with another
+        product's name.
     """
-    base = name.strip().removesuffix(".zip").removesuffix(".SEN3")
-    if not base:
-        raise CdseConfigError("product name is empty")
-    full = f"{base}.SEN3"
+    full = validate_product_id(name.strip(), "product to look up") + ".SEN3"
     own_session = session is None
     session = requests.Session() if session is None else session
     url = _products_url(endpoints)
@@ -490,10 +533,17 @@ def find_product_by_name(
     finally:
         if own_session:
             session.close()
-    matches = [ProductInfo.from_odata(v) for v in body["value"]]
-    if not matches:
-        raise CdseNotFoundError(
-            f"no product named {full} in the CDSE catalogue at {url_path(url)}; check the name "
-            "(it looks like S3A_SL_1_RBT____<start>_<stop>_..._NT_004)"
+    answered = [v.get("Name") if isinstance(v, Mapping) else None for v in body["value"]]
+    exact = [v for v, n in zip(body["value"], answered) if n == full]
+    if exact:
+        return ProductInfo.from_odata(exact[0])
+    if answered:
+        shown = ", ".join(repr(str(n)[:120]) for n in answered)
+        raise CdseRequestError(
+            f"the CDSE catalogue at {url_path(url)} answered the look-up of {full} with {shown} instead of "
+            "that product; refusing to use the answer"
         )
-    return matches[0]
+    raise CdseNotFoundError(
+        f"no product named {full} in the CDSE catalogue at {url_path(url)}; check the name "
+        "(it looks like S3A_SL_1_RBT____<start>_<stop>_..._NT_004)"
+    )

@@ -117,6 +117,12 @@ def plan_additions(
     DiscoveryPlan
         ``new`` products (at most ``max_new``), the updated cursor that includes them,
         how many were skipped as already known, and how many were left for later.
+
+    Raises
+    ------
+    ProductNameError
+        When an entry's name is not an SL_1_RBT product name (every key is validated again here,
+        since it becomes a partition key and a folder name).
     """
     if max_new < 0:
         raise CdseConfigError(f"max_new must be >= 0, got {max_new}")
@@ -127,7 +133,8 @@ def plan_additions(
     new: list[ProductInfo] = []
     skipped = deferred = 0
     for info in found:
-        if info.name in out.added or info.key in existing or info.name in cursor.added:
+        key = info.key  # validate_product_id: never a partition key that is not a product name
+        if info.name in out.added or key in existing or info.name in cursor.added:
             skipped += 1
             continue
         if any(p.id == info.id for p in new):

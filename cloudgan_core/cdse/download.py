@@ -10,6 +10,14 @@ not downloaded again by the next try.
 
 Redirects are followed by hand so that the bearer token goes along, but only to the download
 host and hosts sharing its registrable domain (:func:`cloudgan_core.cdse.http.same_site`).
+
+Hostile servers are expected: every path is built from the validated product name with
+:func:`cloudgan_core.storage.inside` (never outside ``dest_dir``); the manifest is read up to
+:data:`~cloudgan_core.slstr.manifest.MAX_MANIFEST_BYTES`, a file up to its manifest size (a zip up
+to its catalogue size) plus :data:`DOWNLOAD_SLACK`; a transfer slower than ``min_rate`` bytes/s
+over ``stall_seconds``, silent for ``stall_seconds / 2`` or older than ``request_deadline`` fails
+(:class:`~cloudgan_core.cdse.http.TransferLimits`); none of these is retried. Error texts pass
+through :func:`~cloudgan_core.cdse.redact.redact` with every secret the token manager knows.
 """
 
 from __future__ import annotations
@@ -18,15 +26,16 @@ import hashlib
 import os
 import shutil
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urljoin
 
 import requests
+import urllib3
 
 from cloudgan_core.atomic import write_bytes
 from cloudgan_core.cdse.auth import TokenManager
@@ -35,22 +44,39 @@ from cloudgan_core.cdse.config import MAX_CONNECTIONS, CdseEndpoints
 from cloudgan_core.cdse.errors import (
     CdseConfigError,
     CdseDownloadError,
+    CdseError,
+    CdseLimitError,
     CdseNotFoundError,
     CdseOfflineError,
 )
 from cloudgan_core.cdse.http import (
+    DEFAULT_MIN_RATE,
+    DEFAULT_REQUEST_DEADLINE,
+    DEFAULT_STALL_SECONDS,
     REDIRECT_STATUSES,
     RETRY_STATUSES,
     Log,
     RetryPolicy,
+    TransferLimits,
+    TransferWatch,
+    error_excerpt,
     get_log,
     parse_retry_after,
+    receive,
     same_site,
     url_path,
 )
+from cloudgan_core.cdse.redact import redact
 from cloudgan_core.errors import ProductError
-from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, ManifestFile, parse_manifest
+from cloudgan_core.slstr.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestFile, parse_manifest
 from cloudgan_core.slstr.product import OPTIONAL_FILES, PIPELINE_FILES
+from cloudgan_core.storage import inside
+
+#: Bytes a file may run past the size the manifest (or, for a zip, the catalogue) gives before
+#: the download stops; it then fails its size check anyway.
+DOWNLOAD_SLACK = 64 * 1024
+#: Largest single download, in bytes (whole SL_1_RBT zips are about 0.3-0.6 GB).
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
 
 _CHUNK = 1 << 20
 _MAX_REDIRECTS = 10
@@ -59,6 +85,7 @@ _NETWORK_ERRORS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,  # raised by receive(), which reads the raw stream
 )
 
 
@@ -82,6 +109,22 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _member(folder: Path, relpath: str, suffix: str = "") -> Path:
+    """``folder/relpath`` (+ ``suffix`` on the last part), confined to ``folder``."""
+    *parents, last = relpath.split("/")
+    return inside(folder, *parents, last + suffix)
+
+
+def _byte_cap(size: int | None, what: str) -> int:
+    """Most bytes to accept for a download whose expected size is ``size`` (None: unknown)."""
+    if size is None or size < 0:
+        return MAX_DOWNLOAD_BYTES
+    if size > MAX_DOWNLOAD_BYTES:
+        raise CdseDownloadError(f"{what}: {size} bytes announced, more than the {MAX_DOWNLOAD_BYTES} "
+                                "bytes any one download may have; refusing it")
+    return size + DOWNLOAD_SLACK
+
+
 def _intact(path: Path, md5: str | None, size: int | None) -> bool:
     if not path.is_file():
         return False
@@ -101,11 +144,11 @@ class _Fetcher:
     endpoints: CdseEndpoints
     tokens: TokenManager
     policy: RetryPolicy
-    timeout: float | tuple[float, float]
+    timeout: tuple[float, float]
     session_factory: Callable[[], requests.Session]
     log: Log
     stop: threading.Event
-    sleep: Callable[[float], None] = time.sleep
+    limits: TransferLimits
 
     def __post_init__(self) -> None:
         self._local = threading.local()
@@ -153,6 +196,7 @@ class _Fetcher:
         url: str,
         what: str,
         *,
+        max_bytes: int,
         part: Path | None = None,
         md5: str | None = None,
         size: int | None = None,
@@ -162,7 +206,8 @@ class _Fetcher:
         Raises
         ------
         CdseDownloadError
-            After the retries, or at once for 403/404/other client errors, naming ``what``.
+            After the retries, or at once for 403/404/other client errors and for a reply that
+            breaks a limit (more than ``max_bytes``, too slow, past the deadline), naming ``what``.
         """
         problem = ""
         attempts = self.policy.retries + 1
@@ -170,13 +215,14 @@ class _Fetcher:
             if self.stop.is_set():
                 raise _Cancelled()
             retry_after = None
+            watch = self.limits.watch(what, idle=self.timeout[1])
             try:
                 resp, token = self._get(url)
                 with resp:
                     status = resp.status_code
                     where = url_path(resp.url)
                     if status == 200:
-                        data, got_size, got_md5 = self._receive(resp, part)
+                        data, got_size, got_md5 = self._receive(resp, part, watch, max_bytes, size)
                         if size is not None and size >= 0 and got_size != size:
                             problem = f"size mismatch (expected {size} bytes, got {got_size})"
                         elif md5 is not None and got_md5 != md5:
@@ -205,8 +251,10 @@ class _Fetcher:
                     elif status == 404:
                         raise CdseNotFoundError(f"{what}: not found (HTTP 404 from {where})")
                     else:
-                        detail = resp.text[:200].replace("\n", " ") if status < 500 else ""
+                        detail = error_excerpt(resp, watch, self.tokens.secrets()) if status < 500 else ""
                         raise CdseDownloadError(f"{what}: HTTP {status} from {where} {detail}".rstrip())
+            except CdseLimitError as exc:
+                raise CdseDownloadError(str(exc)) from None
             except _NETWORK_ERRORS as exc:
                 problem = f"{type(exc).__name__} while fetching"
             finally:
@@ -214,7 +262,8 @@ class _Fetcher:
                     part.unlink()
             if attempt + 1 < attempts:
                 pause = self.policy.wait(attempt, retry_after)
-                self.log.warning(f"CDSE download {what}: {problem}; retry {attempt + 1}/{self.policy.retries} in {pause:.1f} s")
+                self.log.warning(redact(f"CDSE download {what}: {problem}; retry {attempt + 1}/{self.policy.retries} "
+                                        f"in {pause:.1f} s", self.tokens.secrets()))
                 self._pause(pause)
         raise CdseDownloadError(f"{what}: {problem} after {attempts} attempts ({url_path(url)})")
 
@@ -222,27 +271,25 @@ class _Fetcher:
         if seconds > 0:
             self.stop.wait(seconds)  # wakes early when another file failed
 
-    def _receive(self, resp: requests.Response, part: Path | None) -> tuple[bytes | None, int, str]:
+    def _receive(self, resp: requests.Response, part: Path | None, watch: TransferWatch, max_bytes: int,
+                 expected: int | None) -> tuple[bytes | None, int, str]:
         digest = hashlib.md5(usedforsecurity=False)
-        count = 0
         chunks: list[bytes] = []
-        fh = open(part, "wb") if part is not None else None
-        try:
-            for chunk in resp.iter_content(_CHUNK):
+        with open(part, "wb") if part is not None else nullcontext() as fh:
+            keep = fh.write if fh is not None else chunks.append
+
+            def sink(piece: bytes) -> None:
                 if self.stop.is_set():
                     raise _Cancelled()
-                digest.update(chunk)
-                count += len(chunk)
-                if fh is not None:
-                    fh.write(chunk)
-                else:
-                    chunks.append(chunk)
-        finally:
-            if fh is not None:
-                fh.close()
-        with self._sessions_lock:
-            self.bytes_downloaded += count
-        return (None if fh is not None else b"".join(chunks)), count, digest.hexdigest()
+                digest.update(piece)
+                keep(piece)
+
+            try:
+                count = receive(resp, sink, watch, max_bytes=max_bytes, expected=expected)
+            finally:
+                with self._sessions_lock:
+                    self.bytes_downloaded += watch.count
+        return (None if part is not None else b"".join(chunks)), count, digest.hexdigest()
 
 
 def _wanted_files(manifest: Manifest, files: Sequence[str] | None, product: str) -> list[ManifestFile]:
@@ -261,9 +308,15 @@ def _wanted_files(manifest: Manifest, files: Sequence[str] | None, product: str)
 
 
 def _adopt_existing(final: Path, staging: Path) -> None:
-    """Move what an earlier, incomplete ``final`` folder holds into ``staging``; remove ``final``."""
+    """Move what an earlier, incomplete ``final`` folder holds into ``staging``; remove ``final``.
+
+    Both are paths :func:`~cloudgan_core.storage.inside` the download folder; a symlink is never
+    followed or removed.
+    """
+    if final.is_symlink():
+        raise CdseDownloadError(f"{final} is a symbolic link, not an earlier download; remove it by hand")
     for entry in final.iterdir():
-        target = staging / entry.name
+        target = inside(staging, entry.name)
         if entry.name.endswith(".part"):
             entry.unlink()
         elif not target.exists():
@@ -280,10 +333,10 @@ def _download_files(
     max_connections: int,
     log: Log,
 ) -> Path:
-    final = dest_dir / f"{info.key}.SEN3"
-    staging = dest_dir / f".{info.key}.SEN3.partial"
+    final = inside(dest_dir, f"{info.key}.SEN3")
+    staging = inside(dest_dir, f".{info.key}.SEN3.partial")
     manifest_url = node_url(fetcher.endpoints, info, MANIFEST_NAME)
-    raw = fetcher.fetch(manifest_url, f"{info.name}/{MANIFEST_NAME}")
+    raw = fetcher.fetch(manifest_url, f"{info.name}/{MANIFEST_NAME}", max_bytes=MAX_MANIFEST_BYTES)
     assert raw is not None
     try:
         manifest = parse_manifest(raw, f"{info.name}/{MANIFEST_NAME} from {url_path(manifest_url)}")
@@ -292,7 +345,7 @@ def _download_files(
     wanted = _wanted_files(manifest, files, info.name)
 
     if final.is_dir() and not staging.exists():
-        if (final / MANIFEST_NAME).is_file() and all(_intact(final / f.name, f.md5, f.size) for f in wanted):
+        if (final / MANIFEST_NAME).is_file() and all(_intact(_member(final, f.name), f.md5, f.size) for f in wanted):
             log.info(f"CDSE: {final.name} already complete in {dest_dir}; nothing to download")
             return final
     staging.mkdir(parents=True, exist_ok=True)
@@ -302,20 +355,23 @@ def _download_files(
         _adopt_existing(final, staging)
     write_bytes(staging / MANIFEST_NAME, raw)
 
-    todo = [f for f in wanted if not _intact(staging / f.name, f.md5, f.size)]
+    todo = [f for f in wanted if not _intact(_member(staging, f.name), f.md5, f.size)]
     total = sum(max(f.size, 0) for f in todo)
     log.info(
         f"CDSE: {info.name}: downloading {len(todo)} of {len(wanted)} files ({total / 1e6:.1f} MB), "
         f"{len(wanted) - len(todo)} already present, up to {max_connections} at once"
     )
 
+    caps = {f.name: _byte_cap(f.size, f"{info.name}/{f.name}") for f in todo}
+
     def one(mf: ManifestFile) -> None:
-        target = staging / mf.name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        part = _member(staging, mf.name, ".part")
+        part.parent.mkdir(parents=True, exist_ok=True)
         fetcher.fetch(
             node_url(fetcher.endpoints, info, mf.name),
             f"{info.name}/{mf.name}",
-            part=target.with_name(target.name + ".part"),
+            max_bytes=caps[mf.name],
+            part=part,
             md5=mf.md5,
             size=mf.size,
         )
@@ -331,7 +387,7 @@ def _download_files(
         real = [e for e in errors if not isinstance(e, _Cancelled)]
         if real:
             raise real[0]
-    missing = [f.name for f in wanted if not (staging / f.name).is_file()]
+    missing = [f.name for f in wanted if not _member(staging, f.name).is_file()]
     if missing:  # defensive: every fetch either renamed its file or raised
         raise CdseDownloadError(f"{info.name}: files missing after download: {', '.join(missing)}")
     os.replace(staging, final)
@@ -340,9 +396,10 @@ def _download_files(
 
 
 def _download_zip(info: ProductInfo, dest_dir: Path, fetcher: _Fetcher, *, log: Log) -> Path:
-    final = dest_dir / f"{info.key}.zip"
+    final = inside(dest_dir, f"{info.key}.zip")
     md5 = info.checksums.get("MD5")
     size = info.size if info.size > 0 else None
+    cap = _byte_cap(size, f"{info.name} (zip)")
     if md5 is None:
         log.warning(f"CDSE: the catalogue gives no MD5 for {info.name}; checking the size only")
     if _intact(final, md5, size):
@@ -353,7 +410,8 @@ def _download_zip(info: ProductInfo, dest_dir: Path, fetcher: _Fetcher, *, log: 
     fetcher.fetch(
         f"{product_url(fetcher.endpoints, info)}/$value",
         f"{info.name} (zip)",
-        part=final.with_name(final.name + ".part"),
+        max_bytes=cap,
+        part=inside(dest_dir, f"{info.key}.zip.part"),
         md5=md5,
         size=size,
     )
@@ -375,6 +433,9 @@ def download_product(
     max_wait: float = 60.0,
     session_factory: Callable[[], requests.Session] | None = None,
     log: Log | None = None,
+    min_rate: float = DEFAULT_MIN_RATE,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE,
 ) -> Path:
     """Download one product from CDSE into ``dest_dir``.
 
@@ -399,7 +460,8 @@ def download_product(
     retries
         Retries per file after network errors, 429, 5xx, an expired token or a checksum mismatch.
     timeout
-        ``(connect, read)`` seconds for every request.
+        ``(connect, read)`` seconds for every request; the read timeout is at most
+        ``stall_seconds / 2``.
     backoff, max_wait
         First pause in seconds between retries (doubling), and the longest pause; a server's
         ``Retry-After`` is honoured up to ``max_wait``.
@@ -407,6 +469,11 @@ def download_product(
         Makes one ``requests.Session`` per worker thread; ``requests.Session`` when None.
     log
         ``logging.Logger`` or Dagster ``context.log``.
+    min_rate, stall_seconds
+        A transfer fails (without retry) when fewer than ``min_rate`` bytes/s arrive over
+        ``stall_seconds`` seconds, or when no byte arrives for ``stall_seconds / 2``.
+    request_deadline
+        A request that is not finished after this many seconds fails (without retry).
 
     Returns
     -------
@@ -418,7 +485,10 @@ def download_product(
     CdseOfflineError
         The catalogue marks the product offline (in the long-term archive).
     CdseDownloadError
-        A file stayed wrong or unreachable after its retries (message names the file).
+        A file stayed wrong or unreachable after its retries, or broke a size, rate or time limit
+        (message names the file).
+    UnsafePathError
+        A name from the manifest would make a path outside ``dest_dir``.
     CdseNotFoundError
         The product or one of the requested files does not exist.
     CdseAuthError
@@ -436,19 +506,26 @@ def download_product(
             f"{info.name} is offline in CDSE (moved to the long-term archive); order it in the CDSE "
             "browser (https://browser.dataspace.copernicus.eu) or retry later, once it is back online"
         )
+    limits = TransferLimits(min_rate=min_rate, stall_seconds=stall_seconds, request_deadline=request_deadline)
     fetcher = _Fetcher(
         endpoints=endpoints,
         tokens=tokens,
         policy=RetryPolicy(retries=retries, backoff=backoff, max_wait=max_wait),
-        timeout=timeout,
+        timeout=limits.timeout(timeout),
         session_factory=session_factory or requests.Session,
         log=log,
         stop=threading.Event(),
+        limits=limits,
     )
     dest = Path(dest_dir)
     try:
         if mode == "zip":
             return _download_zip(info, dest, fetcher, log=log)
         return _download_files(info, dest, fetcher, files=files, max_connections=max_connections, log=log)
+    except CdseError as exc:  # a redirect target or a reply may have quoted a secret
+        clean = redact(str(exc), tokens.secrets())
+        if clean == str(exc):
+            raise
+        raise type(exc)(clean) from None
     finally:
         fetcher.close()

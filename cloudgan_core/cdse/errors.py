@@ -25,6 +25,10 @@ class CdseRequestError(CdseError):
     """An HTTP request to CDSE failed after its retries (network error, 5xx, unexpected reply)."""
 
 
+class CdseLimitError(CdseRequestError):
+    """A reply broke a limit: larger than allowed, slower than ``min_rate``, silent, or past its deadline."""
+
+
 class CdseNotFoundError(CdseError):
     """The catalogue has no product of that name, or a file is not in the product."""
 
