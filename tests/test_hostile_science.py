@@ -176,6 +176,36 @@ def test_bad_solar_irradiance_of_one_detector_makes_its_pixels_invalid(copy_prod
     assert (image[det2] == 0).all()
 
 
+def test_unknown_detector_makes_its_pixels_invalid(copy_product, sim_truth):
+    """detector_an says 7 (only 4 detectors have an E0) or fill on two rows: the old code clamped 7
+    to the last detector and fill to detector 0, i.e. used another detector's irradiance."""
+    folder = copy_product()
+
+    def damage(values: np.ndarray, attrs: dict) -> np.ndarray:
+        values[10] = 7
+        values[11] = 255
+        return values
+
+    _edit_nc(folder, "indices_an.nc", _set_values("detector_an", damage))
+    compute_false_color(folder, folder.parent / "fc")
+    valid = np.load(folder.parent / "fc" / "valid.npy").astype(bool)
+    assert not valid[10:12].any()
+    np.testing.assert_array_equal(np.delete(valid, [10, 11], axis=0), ~np.delete(sim_truth.unfilled, [10, 11], axis=0))
+
+
+def test_simulated_day_flags_agree_with_the_interpolated_angle(tmp_path):
+    """The simulator draws the day flag on the image grid and the angle on the tie grid: with the
+    tie rows placed as the reader places them, the two agree on every pixel."""
+    path = simulate_product(tmp_path, seed=9, rows=200, cols=256, sza_range=(75.0, 105.0))
+    with open_product(path) as product:
+        masks = scene_masks(product)
+        sza = solar_zenith(product, masks.shape)
+    day = masks.flag("day")
+    assert day.any() and (~day).any()
+    near = np.abs(sza - 90.0) < 1e-3  # float32 rounding at the terminator itself
+    np.testing.assert_array_equal(day[~near], (sza < 90.0)[~near])
+
+
 def test_no_usable_solar_irradiance_is_an_error(copy_product):
     folder = copy_product()
     _edit_nc(folder, "S3_quality_an.nc", _set_values("S3_solar_irradiance_an", lambda v, a: np.zeros_like(v)))
