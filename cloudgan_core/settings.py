@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral
 
 from cloudgan_core.errors import CloudGANError
 
@@ -57,7 +58,8 @@ def check_positive(name: str, value: float) -> float:
 
 def check_count(name: str, value: int, low: int, high: int | None = None) -> int:
     """``value`` when it is an integer ``>= low`` (and ``<= high`` when given); else :class:`SettingError`."""
-    if isinstance(value, bool) or int(value) != value or value < low or (high is not None and value > high):
+    if (isinstance(value, bool) or not isinstance(value, Integral) or value < low
+            or (high is not None and value > high)):
         allowed = f"within [{low}, {high}]" if high is not None else f">= {low}"
         raise SettingError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)

@@ -15,6 +15,7 @@ import numpy as np
 
 from cloudgan_core.atomic import atomic_dir, save_npy, write_text
 from cloudgan_core.errors import ProductError
+from cloudgan_core.settings import check_fraction
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS, PIXEL_FLAGS, scene_masks, scene_shape
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, md5_hex
 from cloudgan_core.slstr.product import (FALSE_COLOR_BANDS, OPTIONAL_FILES, PIPELINE_FILES, open_product,
@@ -22,8 +23,8 @@ from cloudgan_core.slstr.product import (FALSE_COLOR_BANDS, OPTIONAL_FILES, PIPE
 from cloudgan_core.slstr.radiance import (detector_index, false_color, no_reflectance_reason, reflectance,
                                           valid_pixels)
 from cloudgan_core.slstr.geometry import solar_zenith
-from cloudgan_core.tiles import (DEFAULT_BIN_EDGES, DEFAULT_TILE_SIZE, Tiles, bin_counts, check_tile_size, read_tiles,
-                                 slice_tiles, sort_tiles, write_tiles)
+from cloudgan_core.tiles import (DEFAULT_BIN_EDGES, DEFAULT_TILE_SIZE, Tiles, bin_counts, check_bin_edges,
+                                 check_cover_range, check_tile_size, read_tiles, slice_tiles, sort_tiles, write_tiles)
 
 
 @dataclass
@@ -209,7 +210,16 @@ def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product
 def sort_product_tiles(tiles_dir: Path, out_dir: Path, *, edges: Sequence[float] = DEFAULT_BIN_EDGES,
                        gan_range: tuple[float, float] = (10.0, 95.0), min_valid_fraction: float = 0.9) -> StageResult:
     """Sort tiles into cover bins; write the full ``index.csv`` and two groups, ``surface/`` (clear
-    surface candidates) and ``gan_input/`` (the masks the generator will turn into clouds)."""
+    surface candidates) and ``gan_input/`` (the masks the generator will turn into clouds).
+
+    Raises
+    ------
+    SettingError
+        A setting outside its range (see :func:`cloudgan_core.tiles.sort_tiles`), before any tile is read.
+    """
+    edges = check_bin_edges(edges)
+    gan_range = check_cover_range(*gan_range, what="gan cover range")
+    check_fraction("min_valid_fraction", min_valid_fraction)
     tiles = sort_tiles(read_tiles(tiles_dir), edges=edges, gan_range=gan_range, min_valid_fraction=min_valid_fraction)
     with atomic_dir(out_dir) as tmp:
         write_tiles(tmp, Tiles(tiles.images[:0], tiles.masks[:0], tiles.index))

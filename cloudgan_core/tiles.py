@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def check_tile_size(size: int) -> int:
     SettingError
         ``"tile_size must be a positive multiple of 4, got 30"``.
     """
-    if isinstance(size, bool) or int(size) != size or size <= 0 or size % 4:
+    if isinstance(size, bool) or not isinstance(size, Integral) or size <= 0 or size % 4:
         raise SettingError(f"tile_size must be a positive multiple of 4, got {size!r}")
     return int(size)
 

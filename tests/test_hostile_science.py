@@ -304,6 +304,15 @@ def test_sort_tiles_validates_its_settings(kwargs, message):
     assert str(err.value) == message and isinstance(err.value, CloudGANError)
 
 
+def test_sort_stage_checks_its_settings_before_reading(tmp_path):
+    with pytest.raises(ValueError, match=r"bin edges must increase strictly from 0 to 100"):
+        sort_product_tiles(tmp_path / "no-tiles-here", tmp_path / "sorted", edges=[5, 50])
+    for bad in (30, 0, -8, 6.5, True):
+        with pytest.raises(ValueError, match=r"tile_size must be a positive multiple of 4"):
+            make_tiles(tmp_path / "no-fc", tmp_path / "no-masks", tmp_path / "tiles", product="p", tile_size=bad)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("limit", [0.0, -1.0, 90.5, 180.0, float("nan")])
 def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     with open_product(sim_product) as product:
