@@ -326,10 +326,11 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
                   {k: {"zlib": True, "complevel": 1, "chunksizes": an_chunks} for k in flag_vars})
         done("flags_an.nc")
 
-        # tie-point geometry: the same linear SZA field sampled at tie positions; NaN edge columns
+        # tie-point geometry: the same linear SZA field sampled at tie positions; NaN edge columns.
+        # All grids start on the same along-track line: tie row i lies on image row i * res_tn / res_an.
         ti = np.arange(tn_rows, dtype=np.float64)[:, None]
         tj = np.arange(tn_cols, dtype=np.float64)[None, :]
-        r_img = (ti + 0.5) * (TIE_RES_ALONG / AN_RES) - 0.5
+        r_img = ti * (TIE_RES_ALONG / AN_RES)
         c_img = an_offset + (tj - tn_offset) * (TIE_RES_ACROSS / AN_RES)
         geo = {
             "solar_zenith_tn": _sza(sc, r_img, c_img, rows, cols) + 0 * tj,

@@ -15,16 +15,18 @@ import numpy as np
 
 from cloudgan_core.atomic import atomic_dir, save_npy, write_text
 from cloudgan_core.errors import ProductError
-from cloudgan_core.slstr.flags import PIXEL_FLAGS, scene_masks
+from cloudgan_core.settings import check_fraction
+from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS, PIXEL_FLAGS, scene_masks, scene_shape
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, short_repr
 from cloudgan_core.slstr.names import is_product_id
 from cloudgan_core.slstr.product import (FALSE_COLOR_BANDS, OPTIONAL_FILES, PIPELINE_FILES, open_product,
                                          product_id)
-from cloudgan_core.slstr.radiance import detector_index, false_color, reflectance
+from cloudgan_core.slstr.radiance import (detector_index, false_color, no_reflectance_reason, reflectance,
+                                          valid_pixels)
 from cloudgan_core.slstr.geometry import solar_zenith
 from cloudgan_core.slstr.names import ProductNameError, validate_product_id
-from cloudgan_core.tiles import (DEFAULT_BIN_EDGES, DEFAULT_TILE_SIZE, Tiles, bin_counts, read_tiles, slice_tiles,
-                                 sort_tiles, write_tiles)
+from cloudgan_core.tiles import (DEFAULT_BIN_EDGES, DEFAULT_TILE_SIZE, Tiles, bin_counts, check_bin_edges,
+                                 check_cover_range, check_tile_size, read_tiles, slice_tiles, sort_tiles, write_tiles)
 
 
 @dataclass
@@ -136,20 +138,40 @@ def compute_masks(product_dir: Path, out_dir: Path, *, source: str = "summary_cl
 def compute_false_color(product_dir: Path, out_dir: Path, *, adjust: bool = True, save_reflectance: bool = True,
                         bands: Sequence[str] = FALSE_COLOR_BANDS) -> StageResult:
     """Reflectance of ``bands`` and the false-colour image → ``false_color.npy`` (uint8 rows x cols x 3),
-    ``reflectance.npy`` (float32 bands x rows x cols, optional) and ``false_color.json``."""
+    ``valid.npy`` (uint8 rows x cols, 1 where the reflectance is finite in S1, S3 and S5),
+    ``reflectance.npy`` (float32 bands x rows x cols, optional) and ``false_color.json``.
+
+    Raises
+    ------
+    ProductError
+        The product is unusable, or no pixel has a finite reflectance in every false-colour band
+        ("no valid visible pixel": all fill, night, no usable solar irradiance); nothing is written.
+    """
     bands = list(dict.fromkeys([*FALSE_COLOR_BANDS, *bands]))
     with open_product(product_dir) as product:
-        with product.open_dataset("flags_an.nc") as ds:
-            shape = (int(ds.sizes["rows"]), int(ds.sizes["columns"]))
+        shape = scene_shape(product)
         sza = solar_zenith(product, shape)
         det = detector_index(product, shape)
         refl = {b: reflectance(product, b, sza, adjust=adjust, detectors=det) for b in bands}
+        key = product.id
+    valid = valid_pixels(*(refl[b] for b in FALSE_COLOR_BANDS))
+    n_valid = int(np.count_nonzero(valid))
+    if n_valid == 0:
+        raise ProductError(product_dir, f"no valid visible pixel in {key}: the {'/'.join(FALSE_COLOR_BANDS)} "
+                                        f"reflectance is finite nowhere ({no_reflectance_reason(sza)})")
     image = false_color(refl["S1"], refl["S3"], refl["S5"])
+
+    def median(values: np.ndarray) -> float | None:
+        finite = values[np.isfinite(values)]
+        return round(float(np.median(finite)), 4) if finite.size else None
+
     figures = {"rows": shape[0], "columns": shape[1], "bands": ",".join(bands), "adjustment_factors": adjust,
+               "valid_fraction": round(n_valid / valid.size, 6),
                "solar_zenith_min": round(float(np.nanmin(sza)), 3), "solar_zenith_max": round(float(np.nanmax(sza)), 3),
-               **{f"{b}_median_reflectance": round(float(np.nanmedian(refl[b][::4, ::4])), 4) for b in bands}}
+               **{f"{b}_median_reflectance": median(refl[b][::4, ::4]) for b in bands}}
     with atomic_dir(out_dir) as tmp:
         save_npy(tmp / "false_color.npy", image)
+        save_npy(tmp / "valid.npy", valid.view(np.uint8))
         if save_reflectance:
             save_npy(tmp / "reflectance.npy", np.stack([refl[b] for b in bands]))
         write_text(tmp / "false_color.json", json.dumps(figures, indent=2, sort_keys=True))
@@ -158,10 +180,39 @@ def compute_false_color(product_dir: Path, out_dir: Path, *, adjust: bool = True
 
 def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product: str,
                tile_size: int = DEFAULT_TILE_SIZE) -> StageResult:
-    """Slice the scene into tiles → ``images.npy``, ``masks.npy``, ``index.csv``."""
+    """Slice the scene into tiles → ``images.npy``, ``masks.npy``, ``index.csv``.
+
+    A pixel counts as valid when the masks stage's ``valid`` flag is set (filled, day, solar
+    zenith within the limit) and the false-colour stage's ``valid.npy`` says its reflectance is
+    finite in every band.
+
+    Raises
+    ------
+    SettingError
+        ``tile_size`` is not a positive multiple of 4 or larger than the scene.
+    ProductError
+        No pixel of the scene is valid, or the false-colour output lacks ``valid.npy`` (written
+        by an older version: materialize false_color again). Nothing is written.
+    """
+    check_tile_size(tile_size)
     image = np.load(false_color_dir / "false_color.npy", mmap_mode="r")
     flags = np.load(masks_dir / "flags.npy", mmap_mode="r")
-    tiles = slice_tiles(image, flags, product, tile_size)
+    valid_path = false_color_dir / "valid.npy"
+    if not valid_path.is_file():
+        raise ProductError(false_color_dir, "valid.npy is missing (false colour written by an older version); "
+                                            "materialize false_color again")
+    visible = np.load(valid_path).astype(bool)
+    if visible.shape != flags.shape:
+        raise ProductError(false_color_dir, f"valid.npy is {visible.shape} but the masks are {flags.shape}; "
+                                            "materialize masks and false_color again")
+    tiles = slice_tiles(image, flags, product, tile_size, valid=visible)
+    if not np.any(((flags & PIXEL_FLAG_BITS["valid"]) != 0) & visible):
+        unfilled, day, sza_ok = ((flags & PIXEL_FLAG_BITS[name]) != 0 for name in ("unfilled", "day", "sza_ok"))
+        raise ProductError(false_color_dir, f"no valid visible pixel in {product}: 0 of {flags.size} pixels are valid "
+                                            f"(unfilled: {np.count_nonzero(unfilled)}, day bit unset: "
+                                            f"{np.count_nonzero(~day)}, solar zenith above the limit: "
+                                            f"{np.count_nonzero(~sza_ok)}, no finite reflectance: "
+                                            f"{np.count_nonzero(~visible)})")
     with atomic_dir(out_dir) as tmp:
         write_tiles(tmp, tiles)
     n = len(tiles)
@@ -174,7 +225,16 @@ def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product
 def sort_product_tiles(tiles_dir: Path, out_dir: Path, *, edges: Sequence[float] = DEFAULT_BIN_EDGES,
                        gan_range: tuple[float, float] = (10.0, 95.0), min_valid_fraction: float = 0.9) -> StageResult:
     """Sort tiles into cover bins; write the full ``index.csv`` and two groups, ``surface/`` (clear
-    surface candidates) and ``gan_input/`` (the masks the generator will turn into clouds)."""
+    surface candidates) and ``gan_input/`` (the masks the generator will turn into clouds).
+
+    Raises
+    ------
+    SettingError
+        A setting outside its range (see :func:`cloudgan_core.tiles.sort_tiles`), before any tile is read.
+    """
+    edges = check_bin_edges(edges)
+    gan_range = check_cover_range(*gan_range, what="gan cover range")
+    check_fraction("min_valid_fraction", min_valid_fraction)
     tiles = sort_tiles(read_tiles(tiles_dir), edges=edges, gan_range=gan_range, min_valid_fraction=min_valid_fraction)
     with atomic_dir(out_dir) as tmp:
         write_tiles(tmp, Tiles(tiles.images[:0], tiles.masks[:0], tiles.index))

@@ -12,11 +12,13 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
 from cloudgan_core.atomic import save_npy, write_text
+from cloudgan_core.settings import SettingError, check_fraction
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 
 DEFAULT_TILE_SIZE = 256
@@ -54,10 +56,40 @@ class Tiles:
 
 
 def check_tile_size(size: int) -> int:
-    """Tile sides must be a positive multiple of 4 (the generator down/up-samples twice)."""
-    if size <= 0 or size % 4:
-        raise ValueError(f"tile size must be a positive multiple of 4, got {size}")
-    return size
+    """Tile sides must be a positive multiple of 4 (the generator down/up-samples twice).
+
+    Raises
+    ------
+    SettingError
+        ``"tile_size must be a positive multiple of 4, got 30"``.
+    """
+    if isinstance(size, bool) or not isinstance(size, Integral) or size <= 0 or size % 4:
+        raise SettingError(f"tile_size must be a positive multiple of 4, got {size!r}")
+    return int(size)
+
+
+def check_bin_edges(edges: Sequence[float]) -> list[float]:
+    """Cover-bin edges in percent: at least two, increasing strictly from 0 to 100.
+
+    Returns the edges as floats; raises :class:`SettingError` otherwise (a bin set that does not
+    span 0..100 would leave tiles outside every bin, or label them with a bin they are not in).
+    """
+    values = [float(e) for e in edges]
+    if (len(values) < 2 or values[0] != 0.0 or values[-1] != 100.0
+            or any(not b > a for a, b in zip(values[:-1], values[1:]))):
+        raise SettingError(f"bin edges must increase strictly from 0 to 100 (percent), got {values}")
+    return values
+
+
+def check_cover_range(low: float, high: float, what: str = "cover range") -> tuple[float, float]:
+    """A cloud-cover range ``(low, high]`` in percent with ``0 <= low < high <= 100``.
+
+    ``what`` names the setting in the message (e.g. ``"gan_min_cover/gan_max_cover"``).
+    """
+    lo, hi = float(low), float(high)
+    if not 0.0 <= lo < hi <= 100.0:
+        raise SettingError(f"{what} must satisfy 0 <= low < high <= 100 (percent), got ({low:g}, {high:g})")
+    return lo, hi
 
 
 def tile_origins(shape: tuple[int, int], size: int) -> list[tuple[int, int]]:
@@ -71,7 +103,8 @@ def _block_mean(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
     return view.sum(axis=(1, 3), dtype=np.int64).reshape(-1) / float(size * size)
 
 
-def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = DEFAULT_TILE_SIZE) -> Tiles:
+def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = DEFAULT_TILE_SIZE, *,
+                valid: np.ndarray | None = None) -> Tiles:
     """Cut a false-colour image and its pixel flags into tiles.
 
     Parameters
@@ -84,20 +117,34 @@ def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = 
         Product id stored in the index.
     size
         Tile side in pixels (multiple of 4).
+    valid
+        Optional bool/uint8 (rows, cols): where the image itself is usable (finite reflectance in
+        every band, the false-colour stage's ``valid.npy``). A pixel counts as valid in
+        ``valid_fraction`` only when both its ``valid`` flag and this are set.
+
+    Raises
+    ------
+    SettingError
+        ``size`` is not a positive multiple of 4, or no tile fits in the scene.
     """
     if image.shape[:2] != flags.shape:
         raise ValueError(f"image {image.shape[:2]} and flags {flags.shape} differ in size")
+    if valid is not None and valid.shape != flags.shape:
+        raise ValueError(f"valid {valid.shape} and flags {flags.shape} differ in size")
     check_tile_size(size)
     nr, nc = flags.shape[0] // size, flags.shape[1] // size
+    if nr == 0 or nc == 0:
+        raise SettingError(f"tile_size {size} is larger than the scene {flags.shape[0]} x {flags.shape[1]} of "
+                           f"{product}: no tile fits")
     n = nr * nc
-    if n == 0:
-        return Tiles(np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), np.uint8), [])
     crop_img = image[: nr * size, : nc * size]
     images = crop_img.reshape(nr, size, nc, size, 3).transpose(0, 2, 1, 3, 4).reshape(n, size, size, 3).copy()
     cloud = ((flags & PIXEL_FLAG_BITS["cloud"]) != 0).view(np.uint8)
     masks = cloud[: nr * size, : nc * size].reshape(nr, size, nc, size).transpose(0, 2, 1, 3).reshape(n, size, size).copy()
-    fractions = {name: _block_mean(((flags & PIXEL_FLAG_BITS[name]) != 0).view(np.uint8), size, nr, nc)
-                 for name in FRACTION_FLAGS}
+    planes = {name: (flags & PIXEL_FLAG_BITS[name]) != 0 for name in FRACTION_FLAGS}
+    if valid is not None:
+        planes["valid"] &= np.asarray(valid, dtype=bool)
+    fractions = {name: _block_mean(plane.view(np.uint8), size, nr, nc) for name, plane in planes.items()}
     index = []
     for k in range(n):
         index.append({
@@ -128,11 +175,16 @@ def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, gan_
     - ``surface_candidate``: fully valid, fully daytime, 0 % cloud, no snow/ice: a clear surface.
     - ``gan_input``: cloud cover in ``(gan_range[0], gan_range[1]]`` percent and at least
       ``min_valid_fraction`` valid pixels: the masks the generator turns into clouds.
+
+    Raises
+    ------
+    SettingError
+        Edges not increasing from 0 to 100, ``gan_range`` not ``0 <= low < high <= 100`` or
+        ``min_valid_fraction`` outside [0, 1].
     """
-    edges = [float(e) for e in edges]
-    if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-        raise ValueError(f"bin edges must increase, got {edges}")
-    lo, hi = gan_range
+    edges = check_bin_edges(edges)
+    lo, hi = check_cover_range(*gan_range, what="gan cover range")
+    check_fraction("min_valid_fraction", min_valid_fraction)
     index = []
     for row in tiles.index:
         # round away float noise (100 * 0.07 == 7.000000000000001) so bin and GAN range agree at edges

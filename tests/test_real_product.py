@@ -97,6 +97,25 @@ def test_solar_zenith(real_sza: np.ndarray) -> None:
     assert 76.5 < float(real_sza.min()) < 78.5 and 94.0 < float(real_sza.max()) < 95.5
 
 
+def test_solar_zenith_agrees_with_the_day_flag(real_sza: np.ndarray, real_confidence) -> None:
+    """The L1 processor sets the day bit where the solar zenith is below 90 deg. A pixel contradicts
+    it when the day bit is set but the interpolated angle is >= 90 (any pixel: the processor sets
+    day on unfilled pixels too), or when the day bit is unset on a filled pixel whose angle is < 90.
+
+    Tie row i = r * res_an / res_tn (all grids start on the same along-track line): 11
+    contradictions (2 day pixels at >= 90, 9 night pixels below 90; 0 + 9 in float64), all within
+    0.015 deg of 90. The half-pixel shift i = (r + 0.5) * res_an / res_tn - 0.5 gave 991 (987 day
+    pixels at >= 90, 4 night pixels below 90): the angle was off by a quarter of a tie row.
+    """
+    conf, bits = real_confidence
+    day = (conf & bits["day"]) != 0
+    filled = (conf & bits["unfilled"]) == 0
+    wrong = (day & (real_sza >= 90.0)) | (~day & filled & (real_sza < 90.0))
+    assert np.count_nonzero(wrong) <= 20
+    assert np.abs(real_sza[wrong] - 90.0).max() < 0.05  # only where the sun is on the horizon
+    assert np.count_nonzero(day) > 1_000_000 and np.count_nonzero(~day & filled) > 1_000_000  # both sides tested
+
+
 def test_brightness_temperature_unpacks(real: Product) -> None:
     name = "S8_BT_in.nc"
     with xr.open_dataset(real.path / name, engine="h5netcdf", decode_cf=False) as ds:

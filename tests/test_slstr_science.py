@@ -165,7 +165,7 @@ def test_bayes_used_when_computed(tmp_path: Path) -> None:
         masks = scene_masks(product, source="bayes")
         assert scene_masks(product).source == "summary_cloud"
     np.testing.assert_array_equal(masks.cloud, ~truth.cloud & ~truth.unfilled)
-    with open_product(path) as product, pytest.raises(ValueError, match="cloud source"):
+    with open_product(path) as product, pytest.raises(ValueError, match=r"source must be one of \('summary_cloud', 'bayes'\)"):
         scene_masks(product, source="guess")
 
 
@@ -222,12 +222,13 @@ def test_fill_nan_columns() -> None:
 
 
 def test_tie_to_image_is_exact_for_a_linear_field() -> None:
-    # image grid 500 m offset 40; tie grid 16 km x 1 km offset 3; f = linear in image row/col
+    # image grid 500 m offset 40; tie grid 16 km x 1 km offset 3; f = linear in image row/col.
+    # Tie row i lies on image row 2 i (no half-pixel shift: all grids start on the same line).
     rows, cols, im_off, tn_off = 20, 96, 40, 3
     f = lambda r, c: 10.0 + 0.5 * r + 0.25 * c  # noqa: E731
     ti = np.arange(rows // 2)[:, None]
     tj = np.arange(9)[None, :]
-    tie = f((ti + 0.5) * 2 - 0.5, im_off + (tj - tn_off) * 32.0)
+    tie = f(ti * 2.0, im_off + (tj - tn_off) * 32.0)
     tie[:, -2:] = np.nan
     out = tie_to_image(tie, (rows, cols), tn_offset=tn_off, tn_res=(16000, 1000), im_offset=im_off, im_res=(500, 500))
     rr, cc = np.mgrid[0:rows, 0:cols]
@@ -297,11 +298,13 @@ def test_false_color_formula() -> None:
     s5 = np.array([[0.1, -0.5, 0.5]], np.float32)
     out = false_color(s1, s3, s5)
     assert out.shape == (1, 3, 3) and out.dtype == np.uint8
-    # R = (S3+S5)/2, G = S3, B = (S3+S1)/2; clipped to [0, 1]; x255 rounded; NaN -> 0
+    # R = (S3+S5)/2, G = S3, B = (S3+S1)/2; clipped to [0, 1]; x255 rounded; a pixel that is not
+    # finite in one band is invalid and 0 in every channel
     expected = [[[64, 102, 64],     # (0.25, 0.4, 0.25) -> 63.75, 102, 63.75
                  [38, 204, 255],    # (0.15, 0.8, 1.4 clipped to 1) -> 38.25, 204, 255
-                 [89, 51, 0]]]      # (0.35, 0.2, NaN) -> 89.25, 51, 0
+                 [0, 0, 0]]]        # S1 NaN: invalid (was 89, 51, 0: a tinted pixel that looked real)
     assert out.tolist() == expected
+    assert false_color(np.float32([[np.inf]]), np.float32([[0.5]]), np.float32([[0.5]])).tolist() == [[[0, 0, 0]]]
     # negative reflectance (noise) clips to 0
     assert false_color(np.float32([[-1.0]]), np.float32([[-0.2]]), np.float32([[-3.0]])).tolist() == [[[0, 0, 0]]]
 

@@ -11,8 +11,8 @@ import pytest
 
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 from cloudgan_core.stages import compute_false_color, compute_masks, make_tiles, sort_product_tiles
-from cloudgan_core.tiles import (INDEX_COLUMNS, bin_counts, check_tile_size, cover_bin, read_tiles, slice_tiles,
-                                 sort_tiles, tile_origins, write_tiles)
+from cloudgan_core.tiles import (INDEX_COLUMNS, Tiles, bin_counts, check_tile_size, cover_bin, read_tiles,
+                                 slice_tiles, sort_tiles, tile_origins, write_tiles)
 
 B = PIXEL_FLAG_BITS
 CLEAR_DAY = B["valid"] | B["day"] | B["sza_ok"] | B["ocean"]
@@ -59,7 +59,8 @@ def test_ragged_remainder_is_skipped() -> None:
     for k, (r, c) in enumerate(positions):
         np.testing.assert_array_equal(tiles.images[k], image[r:r + 100, c:c + 100])
         np.testing.assert_array_equal(tiles.masks[k], (flags[r:r + 100, c:c + 100] & B["cloud"]) != 0)
-    assert len(slice_tiles(image[:99], flags[:99], "prod", 100)) == 0  # smaller than one tile
+    with pytest.raises(ValueError, match=r"tile_size 100 is larger than the scene 99 x 530 of prod"):
+        slice_tiles(image[:99], flags[:99], "prod", 100)  # no tile fits: an error, not an empty result
 
 
 def test_fractions_equal_a_direct_computation() -> None:
@@ -75,6 +76,21 @@ def test_fractions_equal_a_direct_computation() -> None:
             assert row[f"{name}_fraction"] == pytest.approx(direct, abs=1e-6), name
     fractions = [r["cloud_fraction"] for r in tiles.index]
     assert len(set(fractions)) > 1
+
+
+def test_invalid_image_pixels_lower_the_valid_fraction() -> None:
+    """Pixels without a finite reflectance (the false-colour stage's valid.npy) are not valid,
+    whatever their flags say."""
+    image, flags = _scene_with_cover([50.0, 50.0, 50.0])
+    visible = np.ones(flags.shape, bool)
+    visible[:, 100:200] = False  # tile 1: radiance fill
+    visible[:25, 200:300] = False  # tile 2: a quarter
+    tiles = sort_tiles(slice_tiles(image, flags, "p", 100, valid=visible))
+    assert [r["valid_fraction"] for r in tiles.index] == [1.0, 0.0, 0.75]
+    assert [r["gan_input"] for r in tiles.index] == [True, False, False]
+    assert [r["cloud_fraction"] for r in tiles.index] == [0.5, 0.5, 0.5]  # the mask itself is unchanged
+    with pytest.raises(ValueError, match="differ in size"):
+        slice_tiles(image, flags, "p", 100, valid=visible[:50])
 
 
 def test_image_and_flags_must_match() -> None:
@@ -161,8 +177,7 @@ def test_write_read_round_trip_and_pandas(tmp_path: Path) -> None:
 
 
 def test_empty_tiles_round_trip(tmp_path: Path) -> None:
-    image, flags = _random_scene(32, 32)
-    tiles = sort_tiles(slice_tiles(image, flags, "p", 64))
+    tiles = sort_tiles(Tiles(np.zeros((0, 64, 64, 3), np.uint8), np.zeros((0, 64, 64), np.uint8), []))
     write_tiles(tmp_path / "e", tiles)
     back = read_tiles(tmp_path / "e")
     assert len(back) == 0 and back.images.shape == (0, 64, 64, 3)
@@ -172,6 +187,8 @@ def test_empty_tiles_round_trip(tmp_path: Path) -> None:
 def test_tile_stages_on_a_simulated_product(sim_product: Path, sim_truth, tmp_path: Path) -> None:
     compute_masks(sim_product, tmp_path / "masks")
     compute_false_color(sim_product, tmp_path / "fc")
+    visible = np.load(tmp_path / "fc" / "valid.npy")
+    np.testing.assert_array_equal(visible, ~sim_truth.unfilled)  # daytime scene: only the fill columns
     result = make_tiles(tmp_path / "fc", tmp_path / "masks", tmp_path / "tiles", product="p", tile_size=64)
     rows, cols = sim_truth.cloud.shape
     assert result.figures["tiles"] == (rows // 64) * (cols // 64)  # 240 x 320: ragged bottom rows skipped

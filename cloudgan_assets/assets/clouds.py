@@ -5,13 +5,14 @@ from typing import Optional
 
 import dagster as dg
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, GeneratorModel, TorchDevice
 from cloudgan_core.preview import grid
 from cloudgan_core.stages import collect_training_tiles, generate_product_clouds
+from cloudgan_core.tiles import check_cover_range
 
 #: Kubernetes users (dagster-k8s run/step launchers) get one GPU for the generator step.
 GPU_K8S_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
@@ -19,7 +20,13 @@ GPU_K8S_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limit
 
 class CloudsConfig(dg.Config):
     min_cover: float = Field(10.0, description="mask tiles with cloud cover above this (percent) ...")
-    max_cover: float = Field(95.0, description="... and at most this (percent) become clouds")
+    max_cover: float = Field(95.0, description="... and at most this (percent) become clouds; "
+                                               "0 <= min < max <= 100")
+
+    @model_validator(mode="after")
+    def _cover(self) -> "CloudsConfig":
+        check_cover_range(self.min_cover, self.max_cover, what="min_cover/max_cover")
+        return self
 
 
 @dg.asset(partitions_def=products_partitions, group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"},

@@ -8,13 +8,17 @@ functions of :mod:`cloudgan_core.dataset`.
 from typing import Optional
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_core.composite import BLENDS
 from cloudgan_core.dataset import (DatasetResult, build_quality_report, build_surface_pool, build_training_set,
                                    composite_product, cover_histogram_markdown, quality_table_markdown)
+from cloudgan_core.settings import (MAX_COVER_BINS, check_choice, check_count, check_fraction, check_order,
+                                    check_positive, check_split_fractions)
+from cloudgan_core.tiles import check_tile_size
 
 
 def _partitions_with(context, storage: CloudGANStorage, asset: str, marker: str) -> list[str]:
@@ -39,6 +43,11 @@ class SurfaceTilesConfig(dg.Config):
     tile_size: Optional[int] = Field(
         None, description="tile side in pixels; default: that of the sorted tiles (256 when there are none). "
                           "Must match the sorted tiles when both are present.")
+
+    @field_validator("tile_size")
+    @classmethod
+    def _tile_size(cls, value: Optional[int]) -> Optional[int]:
+        return None if value is None else check_tile_size(value)
 
 
 @dg.asset(group_name="dataset", deps=["sorted_tiles"], kinds={"numpy"},
@@ -79,6 +88,26 @@ class CompositesConfig(dg.Config):
     prefer_other_product: bool = Field(True, description="lay a cloud over a surface from another product "
                                                          "when an unused one is left")
 
+    @field_validator("blend")
+    @classmethod
+    def _blend(cls, value: str) -> str:
+        return check_choice("blend", value, BLENDS)
+
+    @field_validator("min_opacity", "max_opacity", "whiten")
+    @classmethod
+    def _share(cls, value: float, info: ValidationInfo) -> float:
+        return check_fraction(info.field_name, value)
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma(cls, value: float) -> float:
+        return check_positive("gamma", value)
+
+    @model_validator(mode="after")
+    def _opacity_order(self) -> "CompositesConfig":
+        check_order("min_opacity", self.min_opacity, "max_opacity", self.max_opacity)
+        return self
+
 
 @dg.asset(partitions_def=products_partitions, group_name="dataset", deps=["synthetic_clouds", "surface_tiles"],
           kinds={"numpy"},
@@ -118,6 +147,27 @@ class TrainingSetConfig(dg.Config):
     val_fraction: float = Field(0.1, description="share of products in val")
     test_fraction: float = Field(0.1, description="share of products in test (no product is in two splits)")
     seed: int = Field(0, description="seed of the selection and the split (recorded in the manifest)")
+
+    @field_validator("max_pairs")
+    @classmethod
+    def _max_pairs(cls, value: Optional[int]) -> Optional[int]:
+        return None if value is None else check_count("max_pairs", value, 0)
+
+    @field_validator("cover_bins")
+    @classmethod
+    def _cover_bins(cls, value: int) -> int:
+        return check_count("cover_bins", value, 1, MAX_COVER_BINS)
+
+    @field_validator("min_cover", "max_cover", "train_fraction", "val_fraction", "test_fraction")
+    @classmethod
+    def _share(cls, value: float, info: ValidationInfo) -> float:
+        return check_fraction(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "TrainingSetConfig":
+        check_order("min_cover", self.min_cover, "max_cover", self.max_cover)
+        check_split_fractions(self.train_fraction, self.val_fraction, self.test_fraction)
+        return self
 
 
 @dg.asset(group_name="dataset", deps=["composites"], kinds={"python"},

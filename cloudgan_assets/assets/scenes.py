@@ -3,18 +3,31 @@
 
 import dagster as dg
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_core.settings import check_choice
+from cloudgan_core.slstr.flags import CLOUD_SOURCES, check_max_solar_zenith
 from cloudgan_core.stages import compute_false_color, compute_masks, stored_product
 
 
 class MasksConfig(dg.Config):
     source: str = Field("summary_cloud", description="summary_cloud (confidence_an bit) or bayes (bayes_an; falls "
                                                      "back to summary_cloud when not computed)")
-    max_solar_zenith: float = Field(85.0, description="pixels with a larger solar zenith (deg) are invalid")
+    max_solar_zenith: float = Field(85.0, description="pixels with a larger solar zenith (deg, within (0, 90]) are "
+                                                      "invalid")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return check_choice("source", value, CLOUD_SOURCES)
+
+    @field_validator("max_solar_zenith")
+    @classmethod
+    def _max_solar_zenith(cls, value: float) -> float:
+        return check_max_solar_zenith(value)
 
 
 class FalseColorConfig(dg.Config):

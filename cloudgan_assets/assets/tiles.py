@@ -3,25 +3,49 @@
 
 import dagster as dg
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
 from cloudgan_core.preview import grid, shrink, side_by_side
 from cloudgan_core.stages import make_tiles, sort_product_tiles
-from cloudgan_core.tiles import DEFAULT_TILE_SIZE, read_tiles
+from cloudgan_core.settings import check_fraction
+from cloudgan_core.tiles import DEFAULT_TILE_SIZE, check_bin_edges, check_cover_range, check_tile_size, read_tiles
 
 
 class TilesConfig(dg.Config):
-    tile_size: int = Field(DEFAULT_TILE_SIZE, description="tile side in pixels, a multiple of 4")
+    tile_size: int = Field(DEFAULT_TILE_SIZE, description="tile side in pixels, a positive multiple of 4, at most "
+                                                          "the scene's rows and columns")
+
+    @field_validator("tile_size")
+    @classmethod
+    def _tile_size(cls, value: int) -> int:
+        return check_tile_size(value)
 
 
 class SortConfig(dg.Config):
-    bin_edges: list[float] = Field([0.0, 10.0, 95.0, 100.0], description="cloud-cover bin edges in percent")
+    bin_edges: list[float] = Field([0.0, 10.0, 95.0, 100.0], description="cloud-cover bin edges in percent, "
+                                                                         "increasing strictly from 0 to 100")
     gan_min_cover: float = Field(10.0, description="generator inputs: cover above this (percent) ...")
-    gan_max_cover: float = Field(95.0, description="... and at most this (percent)")
-    min_valid_fraction: float = Field(0.9, description="generator inputs need at least this share of valid pixels")
+    gan_max_cover: float = Field(95.0, description="... and at most this (percent); 0 <= min < max <= 100")
+    min_valid_fraction: float = Field(0.9, description="generator inputs need at least this share (0..1) of valid "
+                                                       "pixels")
+
+    @field_validator("bin_edges")
+    @classmethod
+    def _bin_edges(cls, value: list[float]) -> list[float]:
+        return check_bin_edges(value)
+
+    @field_validator("min_valid_fraction")
+    @classmethod
+    def _min_valid_fraction(cls, value: float) -> float:
+        return check_fraction("min_valid_fraction", value)
+
+    @model_validator(mode="after")
+    def _gan_cover(self) -> "SortConfig":
+        check_cover_range(self.gan_min_cover, self.gan_max_cover, what="gan_min_cover/gan_max_cover")
+        return self
 
 
 @dg.asset(partitions_def=products_partitions, group_name="tiles", deps=["masks", "false_color"], kinds={"numpy"},

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cloudgan_core.errors import ProductError
+from cloudgan_core.settings import check_between, check_choice
 from cloudgan_core.slstr.geometry import solar_zenith
 from cloudgan_core.slstr.product import Product
 
@@ -25,6 +26,36 @@ PIXEL_FLAGS: tuple[str, ...] = (
 PIXEL_FLAG_BITS: dict[str, int] = {name: 1 << i for i, name in enumerate(PIXEL_FLAGS)}
 
 CLOUD_SOURCES = ("summary_cloud", "bayes")
+
+
+def check_max_solar_zenith(value: float) -> float:
+    """The solar-zenith limit of valid pixels, degrees, within (0, 90] (the sun above the horizon)."""
+    return check_between("max_solar_zenith", value, 0.0, 90.0, open_low=True, unit="degrees")
+
+
+def _image_shape(shape: tuple[int, ...], product: Product) -> tuple[int, int]:
+    """``(rows, columns)`` of ``confidence_an``, which must be 2-D and not empty."""
+    label = product.describe(FLAGS_FILE)
+    if len(shape) != 2:
+        raise ProductError(label, f"confidence_an is {len(shape)}-D {shape}; expected (rows, columns)")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ProductError(label, f"{FLAGS_FILE} has {shape[0]} rows and {shape[1]} columns; no image to process")
+    return int(shape[0]), int(shape[1])
+
+
+def scene_shape(product: Product) -> tuple[int, int]:
+    """``(rows, columns)`` of the 500 m ``an`` image grid (``confidence_an`` in ``flags_an.nc``).
+
+    Reads the variable's shape only, not its data.
+
+    Raises
+    ------
+    ProductError
+        The variable is not 2-D or has no row or no column.
+    """
+    with product.open_dataset(FLAGS_FILE, ["confidence_an"]) as ds:
+        shape = tuple(ds["confidence_an"].shape)
+    return _image_shape(shape, product)
 
 
 def flag_bits(attrs: Mapping[str, object], source: str = "") -> dict[str, int]:
@@ -114,13 +145,22 @@ def scene_masks(product: Product, *, source: str = "summary_cloud", bayes_flag: 
     bayes_flag
         Which ``bayes_an`` flag counts as cloud.
     max_solar_zenith
-        Pixels with a larger solar zenith angle (degrees) are invalid for visible imagery.
+        Pixels with a larger solar zenith angle (degrees, within (0, 90]) are invalid for visible
+        imagery.
+
+    Raises
+    ------
+    SettingError
+        ``source`` or ``max_solar_zenith`` is not allowed.
+    ProductError
+        ``flags_an.nc`` is unusable: no image (0 rows), flags not found by name, no geometry.
     """
-    if source not in CLOUD_SOURCES:
-        raise ValueError(f"cloud source must be one of {CLOUD_SOURCES}, not {source!r}")
+    check_choice("source", source, CLOUD_SOURCES)
+    check_max_solar_zenith(max_solar_zenith)
     label = product.describe(FLAGS_FILE)
     with product.open_dataset(FLAGS_FILE, ["confidence_an"]) as ds:
         conf_var = ds["confidence_an"]
+        _image_shape(tuple(conf_var.shape), product)
         bits = flag_bits(conf_var.attrs, label)
         conf = np.asarray(conf_var.values)
         notes: list[str] = []
@@ -131,6 +171,8 @@ def scene_masks(product: Product, *, source: str = "summary_cloud", bayes_flag: 
                 notes.append("bayes_an is not in flags_an.nc; used confidence_an summary_cloud instead")
             else:
                 bayes = np.asarray(ds["bayes_an"].values)
+                if bayes.shape != conf.shape:
+                    raise ProductError(label, f"bayes_an is {bayes.shape} but confidence_an is {conf.shape}")
                 if np.all(bayes == 255):
                     notes.append("bayes_an is 255 everywhere (not computed in this product); used confidence_an summary_cloud instead")
                 else:
