@@ -66,13 +66,16 @@ def _update_manifest_md5(folder: Path, fname: str) -> None:
     at = text.index(marker)
     start = text.index('checksumName="MD5">', at) + len('checksumName="MD5">')
     end = text.index("</checksum>", start)
-    new_md5 = hashlib.md5((folder / fname).read_bytes(), usedforsecurity=False).hexdigest()
-    manifest.write_text(text[:start] + new_md5 + text[end:], encoding="utf-8")
+    data = (folder / fname).read_bytes()
+    text = text[:start] + hashlib.md5(data, usedforsecurity=False).hexdigest() + text[end:]
+    size_at = text.rindex('size="', 0, at) + len('size="')  # the byteStream that holds this file
+    size_end = text.index('"', size_at)
+    manifest.write_text(text[:size_at] + str(len(data)) + text[size_end:], encoding="utf-8")
 
 
 @pytest.fixture
 def update_manifest_md5() -> Callable[[Path, str], None]:
-    """A function ``(folder, fname)`` that writes the current MD5 of ``fname`` into the manifest,
+    """A function ``(folder, fname)`` that writes the current MD5 and size of ``fname`` into the manifest,
     so a deliberately edited file passes the checksum and reaches the reader."""
     return _update_manifest_md5
 
