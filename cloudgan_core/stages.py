@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudgan_core.atomic import atomic_dir, save_npy, write_text
+from cloudgan_core.atomic import atomic_dir, require_inputs, save_npy, write_text
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import PIXEL_FLAGS, scene_masks
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, Manifest, md5_hex
@@ -54,6 +54,7 @@ def inbox_products(inbox: Path) -> list[str]:
 
 def stored_product(store_dir: Path) -> Path:
     """The ``.SEN3`` folder inside a partition's ``products`` folder."""
+    require_inputs(products=store_dir)
     found = sorted(store_dir.glob("*.SEN3"))
     if not found:
         raise ProductError(store_dir, "no registered product here; materialize the products asset first")
@@ -144,6 +145,7 @@ def compute_false_color(product_dir: Path, out_dir: Path, *, adjust: bool = True
 def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product: str,
                tile_size: int = DEFAULT_TILE_SIZE) -> StageResult:
     """Slice the scene into tiles → ``images.npy``, ``masks.npy``, ``index.csv``."""
+    require_inputs(false_color=false_color_dir, masks=masks_dir)
     image = np.load(false_color_dir / "false_color.npy", mmap_mode="r")
     flags = np.load(masks_dir / "flags.npy", mmap_mode="r")
     tiles = slice_tiles(image, flags, product, tile_size)
@@ -160,6 +162,7 @@ def sort_product_tiles(tiles_dir: Path, out_dir: Path, *, edges: Sequence[float]
                        gan_range: tuple[float, float] = (10.0, 95.0), min_valid_fraction: float = 0.9) -> StageResult:
     """Sort tiles into cover bins; write the full ``index.csv`` and two groups, ``surface/`` (clear
     surface candidates) and ``gan_input/`` (the masks the generator will turn into clouds)."""
+    require_inputs(tiles=tiles_dir)
     tiles = sort_tiles(read_tiles(tiles_dir), edges=edges, gan_range=gan_range, min_valid_fraction=min_valid_fraction)
     with atomic_dir(out_dir) as tmp:
         write_tiles(tmp, Tiles(tiles.images[:0], tiles.masks[:0], tiles.index))
@@ -184,6 +187,7 @@ def generate_product_clouds(sorted_dir: Path, out_dir: Path, model, *, cover_ran
     Writes ``clouds.npy`` (uint8 N x H x W x 3), ``masks.npy`` (uint8 0/1), ``index.csv`` (the
     tiles' index rows, aligned 1:1) and ``clouds.json``; one generator pass per tile.
     """
+    require_inputs(sorted_tiles=sorted_dir)
     from cloudgan_core.gan import generate_clouds
 
     tiles = read_tiles(sorted_dir / "gan_input")
@@ -230,6 +234,7 @@ def collect_training_tiles(sorted_dirs: Sequence[Path], *, crop: int | None = No
     land (the original trained on cloudy ocean), optionally cut into ``crop``-pixel crops, keeps
     crops whose cover is in ``cover_range`` (percent), and samples at most ``max_tiles``.
     """
+    require_inputs(sorted_tiles=sorted_dirs)
     images, masks, sources = [], [], []
     for folder in sorted_dirs:
         t = read_tiles(Path(folder) / "gan_input")

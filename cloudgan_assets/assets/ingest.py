@@ -4,6 +4,7 @@ import shutil
 
 import dagster as dg
 
+from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import figures
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
@@ -16,6 +17,7 @@ from cloudgan_core.stages import find_in_inbox, register_product
           description="Registers a Sentinel-3 SLSTR L1 RBT product into the store, checking every file the "
                       "pipeline reads against the manifest MD5. Taken from the inbox when it is there, else found "
                       "in the Copernicus Data Space catalogue by name and downloaded.")
+@guarded
 def products(context: dg.AssetExecutionContext, storage: CloudGANStorage,
              copernicus: CopernicusResource) -> dg.MaterializeResult:
     key = context.partition_key
