@@ -1,6 +1,6 @@
 """One writer per partition at a time, and whether the process behind a pid is still running.
 
-:func:`partition_lock` guards ``<root>/.locks/<partition>.lock`` with ``fcntl.flock``. The kernel
+:func:`partition_lock` guards ``<root>/_locks/<partition>.lock`` with ``fcntl.flock``. The kernel
 drops a flock when its process dies (SIGKILL included), so a killed run never leaves a stale
 lock behind. Steps of one run share the lock: they pass the same ``owner`` (the Dagster run id),
 so the parallel steps of the multiprocess executor do not shut each other out, while a step of
@@ -31,10 +31,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.storage import inside
+from cloudgan_core.storage import UnsafePathError, inside
 
-#: Lock files live in this folder of the storage root.
-LOCK_DIR = ".locks"
+#: Lock files live in this folder of the storage root (no asset can have this name: asset names
+#: start with a letter; not a dot folder, which would look like a temporary).
+LOCK_DIR = "_locks"
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: A process that started this long (seconds) after a reference time reuses an old pid;
 #: /proc gives start times to 1/CLK_TCK s against a boot time in whole seconds.
@@ -146,7 +147,7 @@ def partition_lock(root: str | Path, partition: str, *, owner: str | None = None
     Parameters
     ----------
     root
-        The storage root; the lock file is ``<root>/.locks/<partition>.lock``.
+        The storage root; the lock file is ``<root>/_locks/<partition>.lock``.
     partition
         The partition key (one plain file name; checked with :func:`~cloudgan_core.storage.inside`).
     owner
@@ -170,7 +171,7 @@ def partition_lock(root: str | Path, partition: str, *, owner: str | None = None
     """
     owner = owner or f"pid{os.getpid()}"
     if not _OWNER.match(owner):
-        raise CloudGANError(f"lock owner {owner!r} is not a plain name (letters, digits, _.-; at most 64)")
+        raise UnsafePathError(f"lock owner {owner!r} is not a plain name (letters, digits, _.-; at most 64)")
     folder = inside(root, LOCK_DIR)
     inside(folder, partition)  # a plain name: not empty, no separator, not . or ..
     lock = inside(root, LOCK_DIR, f"{partition}.lock")
@@ -181,8 +182,11 @@ def partition_lock(root: str | Path, partition: str, *, owner: str | None = None
         with _gate(lock) as fd:
             record = _read_record(fd)
             other = record.get("owner")
-            if not (isinstance(other, str) and other != owner and _OWNER.match(other)
-                    and _held(inside(root, LOCK_DIR, f"{partition}@{other}.hold"))):
+            other_hold = (inside(root, LOCK_DIR, f"{partition}@{other}.hold")
+                          if isinstance(other, str) and other != owner and _OWNER.match(other) else None)
+            if other_hold is None or not _held(other_hold):
+                if other_hold is not None:  # left by a killed holder
+                    other_hold.unlink(missing_ok=True)
                 hold_fd = os.open(hold, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
                 fcntl.flock(hold_fd, fcntl.LOCK_SH)
                 _write_record(fd, {"owner": owner, "pid": os.getpid(), "host": this_host(),
