@@ -45,8 +45,8 @@ def gone_worker(instance: dg.DagsterInstance, record: dg.RunRecord) -> str | Non
     host, _, pid = run.tags.get(WORKER_TAG, "").rpartition(":")
     if host != this_host() or not pid.isdigit():
         return None
-    pids = {int(pid)} | {e.dagster_event.pid for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
-                         if e.dagster_event is not None and e.dagster_event.pid}
+    starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
+    pids = {int(pid)} | {e.dagster_event.pid for e in starts if e.dagster_event is not None and e.dagster_event.pid}
     started = record.start_time or record.create_timestamp.timestamp()
     if any(process_alive(p, started_before=started) for p in pids):
         return None
@@ -111,8 +111,9 @@ def process_pending_products(context: dg.ScheduleEvaluationContext):
         requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}@{tick}",
                                       tags={RETRY_TAG: str(attempt)} if attempt else {}))
     if given_up:
+        more = " ..." if len(given_up) > 10 else ""
         context.log.warning(f"{len(given_up)} partition(s) failed {cap + 1} times and are no longer retried (launch a "
-                            f"run by hand to try again): {', '.join(given_up[:10])}{' ...' if len(given_up) > 10 else ''}")
+                            f"run by hand to try again): {', '.join(given_up[:10])}{more}")
     if not requests:
         return dg.SkipReason(f"no partition to run: every products partition is materialized or running"
                              f"{f', or failed {cap + 1} times ({len(given_up)})' if given_up else ''}")

@@ -158,10 +158,10 @@ def _stale_hours() -> float:
 def recover_dir(final: str | Path, *, wait_s: float = SWAP_WAIT_S) -> bool:
     """Put back the previous complete folder when a swap was killed between its two renames.
 
-    When ``final`` is missing and an ``old`` sibling is left by a writer that is gone (see
-    :func:`sweep_stale`; from another machine: after :data:`SWAP_GRACE_S`), the newest such
-    folder is renamed back to ``final``. A swap in progress in a live process here is given up to
-    ``wait_s`` seconds to finish instead.
+    When ``final`` is missing and an ``old`` sibling is left by a writer that is gone (its pid no
+    longer runs here; from another machine: after :data:`SWAP_GRACE_S`), the newest such folder
+    is renamed back to ``final``. A swap that may still be in progress (its writer runs here, or
+    it is younger than that grace) is given up to ``wait_s`` seconds to finish instead.
 
     Returns
     -------

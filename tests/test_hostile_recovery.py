@@ -218,7 +218,8 @@ def test_a_stage_sweeps_only_the_stale_temporaries_of_its_own_output(tmp_path, s
         assert killed.wait(timeout=60) == -signal.SIGKILL
         left = {p.name for p in out.parent.iterdir()} - {key}
         by_pid = {pid: {n for n in left if f"-{pid}-" in n} for pid in (killed.pid, live.pid)}
-        dir_temp, file_temp = (next(n for n in by_pid[killed.pid] if n.startswith(f".{p}.tmp-")) for p in (key, "notes.txt"))
+        dir_temp, file_temp = (next(n for n in by_pid[killed.pid] if n.startswith(f".{name}.tmp-"))
+                               for name in (key, "notes.txt"))
         assert len(by_pid[killed.pid]) == len(by_pid[live.pid]) == 2  # a .tmp- folder and a .tmp- file each
         host = re.search(rf"-{killed.pid}-([0-9a-f]{{8}})-", dir_temp)[1]
         dead = _dead_pid()
@@ -359,7 +360,8 @@ def test_every_stage_input_names_the_asset_to_materialize(tmp_path):
          "sorted_tiles", key),
         (lambda: composite_product(asset_dir(root, "synthetic_clouds", key), root / "surface_tiles",
                                    asset_dir(root, "composites", key), key=key), "synthetic_clouds", key),
-        (lambda: build_training_set({key: asset_dir(root, "composites", key)}, root / "training_set"), "composites", key),
+        (lambda: build_training_set({key: asset_dir(root, "composites", key)}, root / "training_set"),
+         "composites", key),
         (lambda: build_quality_report(root / "training_set", root / "quality_report"), "training_set", None),
     ]
     for call, asset, partition in cases:
@@ -556,7 +558,7 @@ def test_make_ui_writes_the_instance_config_once_and_it_loads_with_queue_and_mon
         assert instance.get_concurrency_config().run_queue_config.tag_concurrency_limits == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
-        assert (instance.run_monitoring_start_timeout_seconds, instance.run_monitoring_cancel_timeout_seconds) == (300, 300)
+        assert instance.run_monitoring_start_timeout_seconds == instance.run_monitoring_cancel_timeout_seconds == 300
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")  # the user's own settings stay
     assert not install_instance_config(home) and "true" in (home / "dagster.yaml").read_text()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # what the old demo wrote is upgraded
