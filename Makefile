@@ -17,7 +17,6 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(STAMP)
-	mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/python -m cloudgan_assets.demo
 
 test: $(STAMP)
@@ -27,7 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scene.py
 
 ui: $(STAMP)
-	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/python -m cloudgan_assets.demo --init-home
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:

@@ -15,9 +15,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from cloudgan_core.atomic import write_text
 from cloudgan_core.simulate import product_name, simulate_product
 from cloudgan_core.slstr.product import product_id
 from cloudgan_core.storage import PROJECT_DIR, default_inbox, default_storage_root
+
+#: The instance settings written into a new ``$DAGSTER_HOME`` (run queue, run monitoring).
+INSTANCE_CONFIG = PROJECT_DIR / "deploy" / "dagster.yaml"
+#: What earlier versions of the demo wrote; such a file is replaced by :data:`INSTANCE_CONFIG`.
+_OLD_DEMO_CONFIG = "telemetry:\n  enabled: false\n"
 
 #: (seed, cloud cover, land fraction) of the sample products: a clear one for surfaces, cloudier ones for masks.
 SAMPLES = ((11, 0.03, 0.35), (12, 0.30, 0.25), (13, 0.45, 0.40), (14, 0.60, 0.10))
@@ -38,15 +44,30 @@ def make_samples(inbox: Path) -> list[str]:
     return keys
 
 
+def install_instance_config(home: Path) -> bool:
+    """Copy :data:`INSTANCE_CONFIG` to ``home/dagster.yaml`` unless ``home`` has its own settings
+    (a file the old demo wrote, telemetry only, is replaced). Returns whether it was written."""
+    target = home / "dagster.yaml"
+    if target.exists() and target.read_text(encoding="utf-8") != _OLD_DEMO_CONFIG:
+        return False
+    home.mkdir(parents=True, exist_ok=True)
+    write_text(target, INSTANCE_CONFIG.read_text(encoding="utf-8"))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inbox", type=Path, default=None, help="inbox folder (default: userdata/product_store)")
+    ap.add_argument("--init-home", action="store_true",
+                    help=f"only write {INSTANCE_CONFIG.relative_to(PROJECT_DIR)} into $DAGSTER_HOME (unless it has a "
+                         "dagster.yaml) and exit")
     args = ap.parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / "dagster_home"))
     home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    if install_instance_config(home):
+        print(f"wrote {home / 'dagster.yaml'} (run queue: one run per partition; run monitoring on)")
+    if args.init_home:
+        return 0
     if args.inbox:
         os.environ["CLOUDGAN_INBOX"] = str(args.inbox)
     from cloudgan_assets.definitions import defs

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudgan_core.atomic import atomic_dir, save_npy, write_bytes, write_text
+from cloudgan_core.atomic import atomic_dir, require_inputs, save_npy, write_bytes, write_text
 from cloudgan_core.composite import BLENDS, assign_surfaces, cloud_opacity, composite, mean_rgb
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.export import (SPLITS, ZIP_NAME, TrainingPair, pair_file_index, read_training_set,
@@ -234,6 +234,7 @@ def build_surface_pool(sorted_dirs: Mapping[str, str | Path], out_dir: str | Pat
     CloudGANError
         Products differ in tile size (or from ``tile_size``), or the user folder is unusable.
     """
+    require_inputs(sorted_tiles=sorted_dirs.values())
     images: list[np.ndarray] = []
     rows: list[dict] = []
     size = check_tile_size(tile_size) if tile_size else None
@@ -379,6 +380,7 @@ def composite_product(clouds_dir: str | Path, pool_dir: str | Path, out_dir: str
         Unknown blend, unreadable inputs, an empty pool for a product with clouds, or tile sizes
         that differ between pool and clouds.
     """
+    require_inputs(synthetic_clouds=clouds_dir, surface_tiles=pool_dir)
     if blend not in BLENDS:
         raise CloudGANError(f"blend must be one of {BLENDS}, got {blend!r}")
     clouds, masks, index, info = load_clouds(clouds_dir, key)
@@ -540,6 +542,7 @@ def build_training_set(composite_dirs: Mapping[str, str | Path], out_dir: str | 
         Non-empty partitions differ in generator model, blend or composite settings, or a
         partition is unreadable.
     """
+    require_inputs(composites=composite_dirs.values())
     keys = sorted(composite_dirs)
     parts = {k: load_composite_partition(composite_dirs[k]) for k in keys}
     nonempty = {k: p for k, p in parts.items() if p[1]}
@@ -631,6 +634,7 @@ def build_quality_report(training_set_dir: str | Path, out_dir: str | Path) -> D
         ``preview``: the plot. ``notes``: a warning when the alpha composite does not beat the
         original blend on detector IoU.
     """
+    require_inputs(training_set=training_set_dir)
     from PIL import Image
 
     dest = Path(training_set_dir)

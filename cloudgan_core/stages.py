@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloudgan_core.atomic import atomic_dir, save_npy, write_text
+from cloudgan_core.atomic import atomic_dir, require_inputs, save_npy, write_text
 from cloudgan_core.errors import ProductError
 from cloudgan_core.settings import check_fraction
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS, PIXEL_FLAGS, scene_masks, scene_shape
@@ -65,6 +65,7 @@ def stored_product(store_dir: Path) -> Path:
     ProductError
         No product, more than one, a symbolic link, or a folder whose name is not an SL_1_RBT name.
     """
+    require_inputs(products=store_dir)
     found = sorted(store_dir.glob("*.SEN3"))
     if not found:
         raise ProductError(store_dir, "no registered product here; materialize the products asset first")
@@ -195,6 +196,7 @@ def make_tiles(false_color_dir: Path, masks_dir: Path, out_dir: Path, *, product
         by an older version: materialize false_color again). Nothing is written.
     """
     check_tile_size(tile_size)
+    require_inputs(false_color=false_color_dir, masks=masks_dir)
     image = np.load(false_color_dir / "false_color.npy", mmap_mode="r")
     flags = np.load(masks_dir / "flags.npy", mmap_mode="r")
     valid_path = false_color_dir / "valid.npy"
@@ -235,6 +237,7 @@ def sort_product_tiles(tiles_dir: Path, out_dir: Path, *, edges: Sequence[float]
     edges = check_bin_edges(edges)
     gan_range = check_cover_range(*gan_range, what="gan cover range")
     check_fraction("min_valid_fraction", min_valid_fraction)
+    require_inputs(tiles=tiles_dir)
     tiles = sort_tiles(read_tiles(tiles_dir), edges=edges, gan_range=gan_range, min_valid_fraction=min_valid_fraction)
     with atomic_dir(out_dir) as tmp:
         write_tiles(tmp, Tiles(tiles.images[:0], tiles.masks[:0], tiles.index))
@@ -259,6 +262,7 @@ def generate_product_clouds(sorted_dir: Path, out_dir: Path, model, *, cover_ran
     Writes ``clouds.npy`` (uint8 N x H x W x 3), ``masks.npy`` (uint8 0/1), ``index.csv`` (the
     tiles' index rows, aligned 1:1) and ``clouds.json``; one generator pass per tile.
     """
+    require_inputs(sorted_tiles=sorted_dir)
     from cloudgan_core.gan import generate_clouds
 
     tiles = read_tiles(sorted_dir / "gan_input")
@@ -305,6 +309,7 @@ def collect_training_tiles(sorted_dirs: Sequence[Path], *, crop: int | None = No
     land (the original trained on cloudy ocean), optionally cut into ``crop``-pixel crops, keeps
     crops whose cover is in ``cover_range`` (percent), and samples at most ``max_tiles``.
     """
+    require_inputs(sorted_tiles=sorted_dirs)
     images, masks, sources = [], [], []
     for folder in sorted_dirs:
         t = read_tiles(Path(folder) / "gan_input")

@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field, model_validator
 
+from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, GeneratorModel, TorchDevice
@@ -33,6 +34,7 @@ class CloudsConfig(dg.Config):
           pool="gpu", op_tags=GPU_K8S_TAGS,
           description="CycleGAN G_B turns each mask tile into a synthetic cloud tile (one pass per tile, batched, "
                       "on the device the TorchDevice resource names).")
+@guarded
 def synthetic_clouds(context: dg.AssetExecutionContext, config: CloudsConfig, storage: CloudGANStorage,
                      torch_device: TorchDevice, generator: GeneratorModel) -> dg.MaterializeResult:
     key = context.partition_key
@@ -73,6 +75,7 @@ class TrainConfigDagster(dg.Config):
           description="Trains the CycleGAN (A = cloudy false-colour tiles, B = their masks) on the selected "
                       "products; resumes from its last checkpoint; writes reference-format latest_net_G_A/G_B.pth "
                       "and a model card.")
+@guarded
 def train_generator(context: dg.AssetExecutionContext, config: TrainConfigDagster, storage: CloudGANStorage,
                     torch_device: TorchDevice) -> dg.MaterializeResult:
     from pathlib import Path

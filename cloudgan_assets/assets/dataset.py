@@ -10,9 +10,11 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
+from cloudgan_core.atomic import recover_folders
 from cloudgan_core.composite import BLENDS
 from cloudgan_core.dataset import (DatasetResult, build_quality_report, build_surface_pool, build_training_set,
                                    composite_product, cover_histogram_markdown, quality_table_markdown)
@@ -22,8 +24,10 @@ from cloudgan_core.tiles import check_tile_size
 
 
 def _partitions_with(context, storage: CloudGANStorage, asset: str, marker: str) -> list[str]:
-    """Product partitions (known to the instance) whose ``<asset>/<key>/<marker>`` exists, sorted."""
+    """Product partitions (known to the instance) whose ``<asset>/<key>/<marker>`` exists (after
+    restoring an interrupted folder swap), sorted."""
     keys = context.instance.get_dynamic_partitions(products_partitions.name)
+    recover_folders(storage.path(asset))
     return sorted(k for k in keys if (storage.path(asset, k) / marker).exists())
 
 
@@ -54,6 +58,7 @@ class SurfaceTilesConfig(dg.Config):
           description="The pool of cloud-free surface tiles: the clear surface candidates of every materialized "
                       "product (fully valid, daytime, 0 % cloud, no snow/ice), plus optionally a user folder of "
                       "cloud-free images. images.npy + index.csv (source, product, row, col, land_fraction).")
+@guarded
 def surface_tiles(context: dg.AssetExecutionContext, config: SurfaceTilesConfig,
                   storage: CloudGANStorage) -> dg.MaterializeResult:
     keys = _partitions_with(context, storage, "sorted_tiles", "surface/index.csv")
@@ -114,6 +119,7 @@ class CompositesConfig(dg.Config):
           description="Generated clouds laid over surface tiles with a per-pixel opacity; clear pixels stay "
                       "byte-identical to the surface, so the mask is exact. images/masks/clouds/surfaces.npy + "
                       "index.csv (with the surface source) + composites.json.")
+@guarded
 def composites(context: dg.AssetExecutionContext, config: CompositesConfig,
                storage: CloudGANStorage) -> dg.MaterializeResult:
     key = context.partition_key
@@ -174,6 +180,7 @@ class TrainingSetConfig(dg.Config):
           description="The export users train on: images/, masks/ (0/255), clouds/, surface/ (one number per pair), "
                       "manifest.jsonl, README.md and training_set.zip, from all composite partitions; split by "
                       "product; deterministic; replaced atomically.")
+@guarded
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
                  storage: CloudGANStorage) -> dg.MaterializeResult:
     keys = _partitions_with(context, storage, "composites", "composites.json")
@@ -200,6 +207,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
           description="Detector IoU (brightness threshold vs mask) and brightness change inside/outside the mask for "
                       "the training set's alpha composites and for the original 50 % blend on the same inputs, plus "
                       "the cover histogram. report.json + report.png.")
+@guarded
 def quality_report(context: dg.AssetExecutionContext, storage: CloudGANStorage) -> dg.MaterializeResult:
     result = build_quality_report(storage.path("training_set"), storage.path("quality_report"))
     report = result.details["report"]

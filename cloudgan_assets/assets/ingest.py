@@ -4,6 +4,7 @@ import shutil
 
 import dagster as dg
 
+from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import figures
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
@@ -18,6 +19,7 @@ from cloudgan_core.storage import UnsafePathError, inside
           description="Registers a Sentinel-3 SLSTR L1 RBT product into the store, checking every file the "
                       "pipeline reads against the manifest MD5. Taken from the inbox when it is there, else found "
                       "in the Copernicus Data Space catalogue by name and downloaded.")
+@guarded
 def products(context: dg.AssetExecutionContext, storage: CloudGANStorage,
              copernicus: CopernicusResource) -> dg.MaterializeResult:
     # A key typed into the UI is checked before it names any file or reaches CDSE.

@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field, field_validator
 
+from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
@@ -38,6 +39,7 @@ class FalseColorConfig(dg.Config):
 @dg.asset(partitions_def=products_partitions, group_name="scenes", deps=["products"], kinds={"numpy"},
           description="Cloud mask (confidence_an & summary_cloud, bit found by name) and per-pixel flags: "
                       "no-data, day, twilight, land/ocean, snow, sun glint, valid.")
+@guarded
 def masks(context: dg.AssetExecutionContext, config: MasksConfig, storage: CloudGANStorage) -> dg.MaterializeResult:
     key = context.partition_key
     result = compute_masks(stored_product(storage.path("products", key)), storage.path("masks", key),
@@ -54,6 +56,7 @@ def masks(context: dg.AssetExecutionContext, config: MasksConfig, storage: Cloud
 @dg.asset(partitions_def=products_partitions, group_name="scenes", deps=["products"], kinds={"numpy"},
           description="TOA reflectance R = pi L / (E0 cos SZA) of S1/S3/S5 and the false-colour image "
                       "R=(S3+S5)/2, G=S3, B=(S3+S1)/2.")
+@guarded
 def false_color(context: dg.AssetExecutionContext, config: FalseColorConfig,
                 storage: CloudGANStorage) -> dg.MaterializeResult:
     key = context.partition_key

@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import figures, preview
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
@@ -51,6 +52,7 @@ class SortConfig(dg.Config):
 @dg.asset(partitions_def=products_partitions, group_name="tiles", deps=["masks", "false_color"], kinds={"numpy"},
           description="Square tiles of the false-colour image and the mask, with per-tile cloud/valid/day/land "
                       "fractions in index.csv.")
+@guarded
 def tiles(context: dg.AssetExecutionContext, config: TilesConfig, storage: CloudGANStorage) -> dg.MaterializeResult:
     key = context.partition_key
     fc_dir, mask_dir = storage.path("false_color", key), storage.path("masks", key)
@@ -74,6 +76,7 @@ def tiles(context: dg.AssetExecutionContext, config: TilesConfig, storage: Cloud
 @dg.asset(partitions_def=products_partitions, group_name="tiles", deps=["tiles"], kinds={"numpy"},
           description="Tiles sorted into cover bins (default 0/10/95/100 %): clear surface candidates and the "
                       "generator's mask inputs.")
+@guarded
 def sorted_tiles(context: dg.AssetExecutionContext, config: SortConfig, storage: CloudGANStorage) -> dg.MaterializeResult:
     key = context.partition_key
     out = storage.path("sorted_tiles", key)
