@@ -1,5 +1,7 @@
 """What every asset step does around its work (the ``@guarded`` decorator under ``@dg.asset``).
 
+- Checks the partition key with the one product-name validator before anything else (a key
+  added in the UI is otherwise unchecked).
 - Takes the write lock of its partition (:func:`cloudgan_core.locks.partition_lock`, owner = the
   run id, so the steps of one run share it): a step of a second run of the same partition fails
   at once with "another run is writing <partition> ...".
@@ -18,6 +20,7 @@ import dagster as dg
 
 from cloudgan_core.atomic import DiskFullError
 from cloudgan_core.locks import partition_lock, this_host
+from cloudgan_core.slstr.names import validate_product_id
 
 #: Run tag ``<host>:<pid>`` of the process that runs (ran) the run's latest step.
 WORKER_TAG = "cloudgan/worker"
@@ -34,7 +37,7 @@ def guarded(fn: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.Materia
     @functools.wraps(fn)
     def step(context: dg.AssetExecutionContext, *args, **kwargs) -> dg.MaterializeResult:
         asset = context.asset_key.to_user_string()
-        key = context.partition_key if context.has_partition_key else asset
+        key = validate_product_id(context.partition_key, "products partition key") if context.has_partition_key else asset
         worker = worker_tag_value()
         if context.run.tags.get(WORKER_TAG) != worker:
             context.instance.add_run_tags(context.run.run_id, {WORKER_TAG: worker})
