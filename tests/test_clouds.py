@@ -11,9 +11,9 @@ from scipy.ndimage import distance_transform_edt
 
 from cloudgan_core.clouds import (BANDS, REFLECTIVE, THERMAL, WAVELENGTH_UM, CloudField, CloudModelError, CloudOptics,
                                   Geometry, ProceduralClouds, asymptotic_reflectance, brightness_temperature,
-                                  cast_shadow, false_color, fractal_field, planck_radiance, procedural_thickness,
-                                  render, shadow_shift_per_km, thickness_from_reflectance, toa_reflectance,
-                                  water_vapour_transmittance)
+                                  cast_shadow, edge_taper, false_color, fractal_field, planck_radiance,
+                                  procedural_thickness, render, shadow_shift_per_km, thickness_from_reflectance,
+                                  toa_reflectance, water_vapour_transmittance)
 from cloudgan_core.clouds.optics import layer
 from cloudgan_core.errors import CloudGANError
 
@@ -165,6 +165,15 @@ def test_high_cloud_is_brighter_at_1_375_um():
     assert high > 3 * low and high < toa_reflectance(np.float32(20.0), 0.01, "S5", GEOMETRY)
 
 
+def test_water_vapour_transmittance_matches_the_documented_figures():
+    overhead = Geometry(0.0, 0.0)
+    assert water_vapour_transmittance(0.0, overhead) == pytest.approx(0.018, abs=0.001)
+    assert water_vapour_transmittance(2.0, overhead) == pytest.approx(0.23, abs=0.005)
+    assert water_vapour_transmittance(8.0, overhead) == pytest.approx(0.93, abs=0.005)
+    field = water_vapour_transmittance(np.array([[0.0, 2.0, 8.0]], np.float32), overhead)
+    assert field.dtype == np.float32 and np.allclose(field, [[0.0183, 0.2293, 0.9293]], atol=1e-3)
+
+
 def test_false_color_uses_the_project_recipe():
     bands = np.zeros((9, 1, 2), np.float32)
     bands[0], bands[2], bands[4] = 0.2, 0.4, 0.6
@@ -213,6 +222,15 @@ def test_procedural_tau_is_zero_outside_and_visible_inside():
     out = render(surface, clouds, GEOMETRY)
     changed = (false_color(out.bands) != false_color(surface)).any(axis=-1)
     assert changed[mask].all()
+
+
+def test_edge_taper_spares_the_tile_border():
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True  # the cloud goes on beyond the tile's left, top and bottom edges
+    taper = edge_taper(mask, 8.0)
+    assert (taper[:, :24] == 1).all() and (taper[:, 32:] == 0).all()
+    assert 0 < taper[10, 31] < 0.1 and (np.diff(taper[10, 24:32]) < 0).all()
+    assert (edge_taper(np.ones((8, 8), bool), 8.0) == 1).all()
 
 
 def test_cloud_edges_are_thinner_than_the_core():
@@ -329,6 +347,11 @@ def test_only_cloud_and_shadow_pixels_change():
         assert (out.bands[:6, s] < surface[:6, s]).all() and (out.bands[6:, s] == surface[6:, s]).all()
         assert (out.bands[:6, s] >= 0.2 * surface[:6, s] * np.array([1, .75, .5, .25, .25, .2])[:, None]).all()
         assert (out.opacity[clear] == 0).all() and np.isnan(out.top_temperature_k[clear]).all()
+    # a high threshold leaves faint shade out of the mask: those pixels must then stay untouched too
+    out = render(surface, clouds, GEOMETRY, min_darkening=0.3)
+    faint = (out.shadow_transmittance < 1) & ~out.cloud & ~out.shadow
+    assert faint.any() and out.shadow.any()
+    assert ((out.bands != surface).any(axis=0) == (out.cloud | out.shadow)).all()
 
 
 # ---------------------------------------------------------------------------------- bad input

@@ -22,7 +22,7 @@ from cloudgan_core.clouds.bands import (BANDS, REFLECTIVE, THERMAL, WAVELENGTH_U
 from cloudgan_core.clouds.optics import (DEFAULT_OPTICS, CloudOptics, asymptotic_reflectance, brightness_temperature,
                                          emissivity, invert_reflectance, planck_radiance, sun_transmittance,
                                          toa_reflectance, water_vapour_transmittance)
-from cloudgan_core.clouds.render import RenderedClouds, false_color, render
+from cloudgan_core.clouds.renderer import RenderedClouds, false_color, render
 from cloudgan_core.clouds.shadows import ShadowField, cast_shadow, shadow_factor, shadow_shift_per_km
 from cloudgan_core.clouds.thickness import (MIN_TAU, CloudField, ProceduralClouds, edge_taper, fractal_field,
                                             procedural_thickness, thickness_from_reflectance)

@@ -284,7 +284,7 @@ def toa_reflectance(tau: np.ndarray, albedo: np.ndarray | float, band: str, geom
 
     Notes
     -----
-    At tau = 0 the arithmetic returns A only up to rounding; :func:`~.render.render` keeps clear
+    At tau = 0 the arithmetic returns A only up to rounding; :func:`~.renderer.render` keeps clear
     pixels bit-identical by writing cloudy pixels only.
     """
     r, t = layer(effective_thickness(tau, geometry.mu0, geometry.mu), band, optics)

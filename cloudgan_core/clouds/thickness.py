@@ -1,6 +1,6 @@
 r"""Cloud optical-thickness fields: every cloud generator yields tau(x, y) and a cloud-top height.
 
-A :class:`CloudField` is the one cloud model the renderer (:mod:`.render`) understands: the optical
+A :class:`CloudField` is the one cloud model the renderer (:mod:`.renderer`) understands: the optical
 thickness tau >= 0 at 0.55 um per pixel (tau = 0 exactly where the mask is clear) and the
 cloud-top height h in km (one value per tile, or a field). Two generators make one from a mask:
 

@@ -107,16 +107,16 @@ def render(surface: np.ndarray, clouds: CloudField, geometry: Geometry, *, optic
                                min_darkening=min_darkening, optics=optics)
         shadow_t, shadow = shade.transmittance, shade.mask
         sidx = np.flatnonzero(shadow)
-        t_sh = shadow_t.reshape(-1)[sidx]
+        t_sh = np.take(shadow_t.reshape(-1), sidx)
         for b, band in enumerate(REFLECTIVE):
-            flat_out[b, sidx] = flat_surf[b, sidx] * shadow_factor(t_sh, band, optics)
+            flat_out[b][sidx] = np.take(flat_surf[b], sidx) * shadow_factor(t_sh, band, optics)
     else:
         shadow_t, shadow = np.ones(shape, np.float32), np.zeros(shape, bool)
 
     if idx.size:
-        tau = clouds.tau.reshape(-1)[idx]
+        tau = np.take(clouds.tau.reshape(-1), idx)
         height = clouds.top_height_km if isinstance(clouds.top_height_km, float) \
-            else clouds.top_height_km.reshape(-1)[idx]
+            else np.take(clouds.top_height_km.reshape(-1), idx)
         t2_s3 = _reflective(flat_out, flat_surf, idx, tau, height, geometry, optics)
         opacity.reshape(-1)[idx] = np.float32(1.0) - t2_s3
         t_top = _thermal(flat_out, flat_surf, idx, tau, height, geometry, optics, surface_temperature_k, surf[_S8])
@@ -135,7 +135,7 @@ def _reflective(flat_out: np.ndarray, flat_surf: np.ndarray, idx: np.ndarray, ta
             r, t = layer(tau_v, band, optics)
             cache[co_albedo] = (r, t * t)
         r, t2 = cache[co_albedo]
-        a = flat_surf[b, idx]
+        a = np.take(flat_surf[b], idx)
         value = t2 * a
         value /= np.float32(1.0) - r * a
         if band == "S4":
@@ -143,7 +143,7 @@ def _reflective(flat_out: np.ndarray, flat_surf: np.ndarray, idx: np.ndarray, ta
             value += r * (np.float32(t_wv) if isinstance(t_wv, float) else t_wv)
         else:
             value += r
-        flat_out[b, idx] = value
+        flat_out[b][idx] = value
     return cache[optics.co_albedo[REFLECTIVE.index("S3")]][1]
 
 
@@ -160,10 +160,10 @@ def _thermal(flat_out: np.ndarray, flat_surf: np.ndarray, idx: np.ndarray, tau: 
     for band in THERMAL:
         b = BANDS.index(band)
         eps = emissivity(tau, band, geometry, optics)
-        b_surf = planck_radiance(flat_surf[b, idx], band)
+        b_surf = planck_radiance(np.take(flat_surf[b], idx), band)
         b_top = planck_radiance(t_top, band)
         b_surf += eps * (b_top - b_surf)
-        flat_out[b, idx] = brightness_temperature(b_surf, band)
+        flat_out[b][idx] = brightness_temperature(b_surf, band)
     return t_top
 
 
