@@ -18,7 +18,8 @@ the limit is
 
     r(tau) = gamma tau / (1 + gamma tau),   t(tau) = 1 - r(tau),   gamma = (sqrt(3) / 2) (1 - g),
 
-continuous with the absorbing form as 1 - w0 -> 0. The sun-view geometry enters through an
+continuous with the absorbing form as 1 - w0 -> 0 (Bohren's (1987) hemispheric two-stream has 2
+where this quadrature form has 2/sqrt(3): r = (1 - g) tau / (2 + (1 - g) tau)). The sun-view geometry enters through an
 effective optical thickness: a path pair with cosines (mu_a, mu_b) sees
 
     tau_e(mu_a, mu_b) = tau * 2 mu_bar / (mu_a + mu_b),
@@ -30,13 +31,16 @@ tau' = (1 - g) tau. The relative azimuth is ignored (no glory, no forward-scatte
 The top-of-atmosphere reflectance over a Lambertian surface of albedo A (the clear surface
 tile's reflectance in that band) is the adding formula
 
-    R = T_wv r(tau_v) + t(tau_v)^2 A / (1 - r(tau_v) A).
+    R = T_wv r(tau_v) + t(tau_v)^2 A / (1 - r(tau_v) A),
 
-For w0 = 1 this conserves energy: 1 - R = (1 - r)(1 - A) / (1 - r A), so R rises with tau and
-with A, R <= 1, and A = 1 gives R = 1. Limits: tau -> 0 gives A; tau -> inf gives T_wv R_inf
-(1 in S1-S3 for every geometry: the model has no angular anisotropy of the reflection function;
-the geometry sets how fast the limit is approached). A surface brighter than R_inf (snow in S1-S3
-is not, A < 1) is darkened by the cloud, as it should be in S5/S6.
+all three terms at tau_v: the cloud's reflectance, its two-way transmittance t^2, and (standing in
+for its spherical albedo) its reflectance for the light the surface sends back up. With one
+thickness throughout, the formula conserves energy for w0 = 1: 1 - R = (1 - r)(1 - A) / (1 - r A),
+so R rises with tau and with A, R <= 1, and A = 1 gives R = 1. Limits: tau -> 0 gives A;
+tau -> inf gives T_wv R_inf (1 in S1-S3 for every geometry: the model has no angular anisotropy
+of the reflection function; the geometry sets how fast the limit is approached). A surface
+brighter than T_wv R_inf (e.g. bright desert in S6, above 0.36) is darkened by a thick cloud;
+in S1-S3 every surface is brightened.
 
 T_wv = 1 except in S4 (1.375 um), which lies in a strong water-vapour band: the surface is
 already dark there (the surface tile's S4 includes the whole column's absorption), and the
@@ -73,7 +77,7 @@ with the Planck function at the band's central wavelength lambda (um) and its ex
 
 c1 = 2 h c^2 = 1.191042972e8 W um^4 m^-2 sr^-1, c2 = h c / k_B = 1.438776877e4 um K (CODATA
 2018). T_s is the surface tile's brightness temperature in that band (per pixel), T_ref the
-median of its S8 (or given), Gamma the lapse rate, h the cloud-top height. An opaque cloud
+median of its S8 (on every 4th row and column) or given, Gamma the lapse rate, h the cloud-top height. An opaque cloud
 (eps = 1) reads exactly T_top. Scattering of terrestrial radiation and, in S7 (3.74 um), the
 reflected sunlight of a daytime scene are neglected.
 
@@ -101,8 +105,6 @@ References
 - Kubelka, P. & Munk, F. (1931), Ein Beitrag zur Optik der Farbanstriche, Z. Tech. Phys. 12, 593.
 - Bohren, C. F. (1987), Multiple scattering of light and some of its observable consequences,
   Am. J. Phys. 55, 524-533.
-- King, M. D. & Harshvardhan (1986), Comparative accuracy of selected multiple scattering
-  approximations, J. Atmos. Sci. 43, 784-801.
 - Hansen, J. E. & Travis, L. D. (1974), Light scattering in planetary atmospheres, Space Sci.
   Rev. 16, 527-610.
 - Nakajima, T. & King, M. D. (1990), Determination of the optical thickness and effective
