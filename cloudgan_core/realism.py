@@ -54,7 +54,7 @@ TIR_BAND = "S8"
 #: Channel of the false-colour image that holds S3 × 255 (R = (S3+S5)/2, G = S3, B = (S3+S1)/2).
 FALSE_COLOUR_VIS_CHANNEL = 1
 
-#: Side of the square analysis windows (px); a multiple of 64 keeps the fitted range 2..32 px.
+#: Side of the square analysis windows (px); the fit below stays at wavelengths 32..2 px for any multiple of 32.
 WINDOW = 64
 #: Step between windows (px).
 STRIDE = 32
@@ -220,8 +220,9 @@ def spectral_slope(power: np.ndarray) -> float:
     -------
     float
         Slope of the least-squares line through (log k, log P̄(k)) for the integer radial
-        frequencies k = 2 .. 32 cycles per 64-px window (wavelengths 32 .. 2 px), where P̄(k) is
-        the mean power of the bins whose |k| rounds to k. NaN when a P̄(k) is zero or not finite.
+        frequencies k = :data:`SLOPE_K` (2 .. 32 cycles per 64-px window: wavelengths 32 .. 2 px),
+        where P̄(k) is the mean power of the bins whose |k| rounds to k. NaN when a P̄(k) is zero
+        or not finite.
     """
     r = _radial_k().ravel()
     p = np.asarray(power, np.float64).ravel()
@@ -377,8 +378,9 @@ def texture(composites: np.ndarray, surfaces: np.ndarray, masks: np.ndarray) -> 
     (:func:`spectral_slope`). The slope is negative: ≈ −β for a field with P(k) ∝ k^−β (the 2-D
     radial average; the 1-D spectrum of a transect has slope −(β − 1)).
 
-    The coefficient of variation is std / mean of S3 over all core pixels of a tile, averaged over
-    the tiles that hold at least one window.
+    The coefficient of variation is std / mean of S3 over all core pixels of a tile (not only
+    those in windows), averaged over the tiles that hold at least one window (NaN if such a tile
+    has a mean ≤ 0).
 
     What flat or odd clouds read: an exactly constant plate has no power (slope NaN, CV 0); a plate
     with white sensor or 8-bit quantisation noise reads a slope ≈ 0 and a CV of its noise; a smooth
@@ -419,11 +421,13 @@ def artifacts(composites: np.ndarray, surfaces: np.ndarray, masks: np.ndarray) -
     the surface's own texture does not count. This catches the dotted patterns a generator leaves
     along cloud edges, which windows wholly inside the core never see.
 
-    A field without a periodic pattern reads ≲ 1 (a power-law spectrum falls towards Nyquist,
-    and the largest of the opposite pairs is biased up by noise); a period-2 checkerboard or
-    stripe pattern reads ≫ 2 in the Nyquist group, a period-4 pattern in the half-Nyquist group.
-    Straight or staircase cloud edges put a *line* of power through these points, which the
-    opposite-pair denominator cancels. With few windows (≲ 20) the ratio is noisy.
+    A field without a periodic pattern reads ≈ 1 (white noise: median 1.0), a smooth power-law
+    field a little less (its power falls towards Nyquist); a period-2 checkerboard or stripe
+    pattern of a few per cent reads ≫ 2 in the Nyquist group, a period-4 pattern in the
+    half-Nyquist group. Straight or staircase cloud edges put a *line* of power through these
+    points, which the opposite-pair denominator cancels. The ratio is noisy with few windows: for
+    white noise the 95th percentile of the Nyquist figure is ≈ 3.5 with 1 window, 2.2 with 4,
+    1.5 with 16 and 1.2 with 64; read it together with the window count.
 
     Parameters
     ----------
@@ -478,13 +482,15 @@ def _edge_opacity(alpha: np.ndarray, ring: np.ndarray, core: np.ndarray) -> Edge
     usable = np.isfinite(alpha)
     ring_ok, core_ok = ring & usable, core & usable
     tiles = ring_ok.any(axis=(1, 2)) & core_ok.any(axis=(1, 2))
-    ring_vals, core_vals = alpha[tiles][ring_ok[tiles]], alpha[tiles][core_ok[tiles]]
     if not tiles.any():
         return EdgeOpacity(math.nan, math.nan, math.nan, 0, 0, 0)
-    ring_mean = float(ring_vals.mean(dtype=np.float64))
-    core_mean = float(core_vals.mean(dtype=np.float64))
+    ring_ok &= tiles[:, None, None]
+    core_ok &= tiles[:, None, None]
+    n_ring, n_core = int(np.count_nonzero(ring_ok)), int(np.count_nonzero(core_ok))
+    ring_mean = float(np.sum(alpha, where=ring_ok, dtype=np.float64)) / n_ring
+    core_mean = float(np.sum(alpha, where=core_ok, dtype=np.float64)) / n_core
     ratio = ring_mean / core_mean if core_mean > 0 else math.nan
-    return EdgeOpacity(ratio, ring_mean, core_mean, int(ring_vals.size), int(core_vals.size), int(tiles.sum()))
+    return EdgeOpacity(ratio, ring_mean, core_mean, n_ring, n_core, int(tiles.sum()))
 
 
 def edge_opacity(composites: np.ndarray, surfaces: np.ndarray, masks: np.ndarray) -> EdgeOpacity:

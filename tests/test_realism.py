@@ -114,7 +114,7 @@ def test_checkerboard_shows_at_nyquist_only() -> None:
     assert clean.nyquist <= 1.5 and clean.half_nyquist <= 1.5
 
     dotted = artifacts(bands(cloud + checkerboard(0.03 * 0.5)), zero, masks)  # ±3 % of the mean
-    assert dotted.nyquist > 2
+    assert dotted.nyquist > 10  # not diluted by its own Hann leakage (the 8 nearest bins would cap it at 4)
     assert dotted.half_nyquist <= 1.5
 
     y, x = np.indices((SIZE, SIZE))
