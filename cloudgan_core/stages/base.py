@@ -1,0 +1,46 @@
+"""What every stage returns: a typed, frozen result that knows its figures and its preview.
+
+Each module of :mod:`cloudgan_core.stages` is named as the Dagster asset it backs and has
+
+- ``NAME``: the asset name (the folder under the storage root);
+- ``build(root, key, config, ...) -> <Stage>Result``: does the work from typed inputs and config;
+- ``read(root, key)`` and ``write(...)``: the only code that knows that asset's files. Downstream
+  stages read their inputs through the upstream module's ``read``.
+
+A result satisfies :class:`StageResult`: ``path`` (what was written), ``notes`` (remarks a user
+should see), ``figures()`` (plain JSON-able numbers and strings for the run's metadata) and
+``preview()`` (a small image, or None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A picture of a stage's output for people: ``image`` (uint8 ``(H, W)`` or ``(H, W, 3)``),
+    what it shows (``caption``) and the longest side it should be shown at (pixels)."""
+
+    image: np.ndarray
+    caption: str
+    max_side: int = 480
+
+
+@runtime_checkable
+class StageResult(Protocol):
+    """The interface every stage result has (each stage defines its own frozen dataclass)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+
+    def figures(self) -> dict[str, object]: ...
+
+    def preview(self) -> Preview | None: ...
