@@ -35,3 +35,20 @@ def figures(values: Mapping[str, object]) -> dict[str, object]:
 def preview(image: np.ndarray, caption: str, max_side: int = 480) -> dg.MetadataValue:
     """An inline PNG preview (base64 data URI inside Markdown)."""
     return dg.MetadataValue.md(f"**{caption}**\n\n{markdown_image(image, caption, max_side)}")
+
+
+def stage_metadata(result, context=None) -> dict[str, object]:
+    """The metadata of a stage result (:class:`cloudgan_core.stages.base.StageResult`): its figures,
+    ``path`` and an inline ``preview``; its notes are logged as warnings on ``context`` when given
+    (and listed under ``notes``)."""
+    md = figures(result.figures())
+    md["path"] = dg.MetadataValue.path(str(result.path))
+    shown = result.preview()
+    if shown is not None:
+        md["preview"] = preview(shown.image, shown.caption, shown.max_side)
+    if result.notes:
+        md["notes"] = dg.MetadataValue.text("; ".join(result.notes))
+        if context is not None:
+            for note in result.notes:
+                context.log.warning(note)
+    return md
