@@ -13,7 +13,7 @@ import numpy as np
 
 from cloudgan_core.errors import ProductError
 from cloudgan_core.settings import check_between, check_choice
-from cloudgan_core.slstr.geometry import solar_zenith
+from cloudgan_core.slstr.geometry import grid_attrs, solar_zenith
 from cloudgan_core.slstr.product import Product
 
 FLAGS_FILE = "flags_an.nc"
@@ -53,9 +53,8 @@ def scene_shape(product: Product) -> tuple[int, int]:
     ProductError
         The variable is not 2-D or has no row or no column.
     """
-    with product.open_dataset(FLAGS_FILE, ["confidence_an"]) as ds:
-        shape = tuple(ds["confidence_an"].shape)
-    return _image_shape(shape, product)
+    with product.open_netcdf(FLAGS_FILE, ["confidence_an"]) as nc:
+        return _image_shape(nc.shape("confidence_an"), product)
 
 
 def flag_bits(attrs: Mapping[str, object], source: str = "") -> dict[str, int]:
@@ -120,14 +119,39 @@ class SceneMasks:
         return self.flags.shape  # type: ignore[return-value]
 
     def fractions(self) -> dict[str, float]:
-        """Share of all pixels carrying each flag, plus cloud over valid pixels."""
+        """Share of all pixels carrying each flag (``<flag>_fraction``), plus cloud over valid
+        pixels (``cloud_fraction_of_valid``). One pass: a count per flag combination."""
+        counts = np.bincount(self.flags.reshape(-1), minlength=1 << len(PIXEL_FLAGS))
+        combos = np.arange(counts.size)
         n = self.flags.size
-        out = {f"{name}_fraction": float(np.count_nonzero(self.flag(name))) / n for name in PIXEL_FLAGS}
-        valid = self.valid
-        nv = int(np.count_nonzero(valid))
-        out["cloud_fraction_of_valid"] = float(np.count_nonzero(self.cloud & valid)) / nv if nv else 0.0
+
+        def count(bits: int) -> int:
+            return int(counts[(combos & bits) == bits].sum())
+
+        out = {f"{name}_fraction": count(bit) / n for name, bit in PIXEL_FLAG_BITS.items()}
+        nv = count(PIXEL_FLAG_BITS["valid"])
+        out["cloud_fraction_of_valid"] = count(PIXEL_FLAG_BITS["cloud"] | PIXEL_FLAG_BITS["valid"]) / nv if nv else 0.0
         out["cloud_fraction"] = out.pop("cloud_fraction")
         return out
+
+
+#: ``confidence_an`` flags copied into :data:`PIXEL_FLAGS` under the same name.
+_COPIED_FLAGS = ("unfilled", "day", "twilight", "land", "ocean", "snow", "sun_glint")
+
+
+def _flag_table(bits: dict[str, int], label: str, *, summary_cloud: bool) -> np.ndarray:
+    """:data:`PIXEL_FLAGS` bits (uint16) for every 16-bit ``confidence_an`` value: the copied flags,
+    ``cloud`` (from ``summary_cloud`` when asked) and ``valid`` as if the solar zenith were within
+    the limit (``sza_ok`` is applied per pixel afterwards)."""
+    conf = np.arange(1 << 16, dtype=np.uint32)
+    table = np.zeros(conf.size, np.uint16)
+    on = {name: (conf & _bit(bits, name, label)) != 0 for name in _COPIED_FLAGS}
+    if summary_cloud:
+        on["cloud"] = ((conf & _bit(bits, "summary_cloud", label)) != 0) & ~on["unfilled"]
+    on["valid"] = ~on["unfilled"] & on["day"]
+    for name, plane in on.items():
+        table[plane] |= np.uint16(PIXEL_FLAG_BITS[name])
+    return table
 
 
 def scene_masks(product: Product, *, source: str = "summary_cloud", bayes_flag: str = "single_moderate",
@@ -153,55 +177,48 @@ def scene_masks(product: Product, *, source: str = "summary_cloud", bayes_flag: 
     SettingError
         ``source`` or ``max_solar_zenith`` is not allowed.
     ProductError
-        ``flags_an.nc`` is unusable: no image (0 rows), flags not found by name, no geometry.
+        ``flags_an.nc`` is unusable: no image (0 rows), flags not found by name, flags that are
+        not integers of at most 16 bits, no geometry.
     """
     check_choice("source", source, CLOUD_SOURCES)
     check_max_solar_zenith(max_solar_zenith)
-    label = product.describe(FLAGS_FILE)
-    with product.open_dataset(FLAGS_FILE, ["confidence_an"]) as ds:
-        conf_var = ds["confidence_an"]
-        _image_shape(tuple(conf_var.shape), product)
-        bits = flag_bits(conf_var.attrs, label)
-        conf = np.asarray(conf_var.values)
-        notes: list[str] = []
-        cloud_bits: np.ndarray | None = None
-        used = "summary_cloud"
+    notes: list[str] = []
+    bayes_cloud: np.ndarray | None = None
+    with product.open_netcdf(FLAGS_FILE, ["confidence_an"]) as nc:
+        label = nc.label
+        shape = _image_shape(nc.shape("confidence_an"), product)
+        bits = flag_bits(nc.var_attrs("confidence_an"), label)
+        grid = grid_attrs(nc.attrs, label)
+        conf = nc.read("confidence_an")
+        conf_fill = nc.fill_value("confidence_an")
         if source == "bayes":
-            if "bayes_an" not in ds.variables:
+            if not nc.has("bayes_an"):
                 notes.append("bayes_an is not in flags_an.nc; used confidence_an summary_cloud instead")
             else:
-                bayes = np.asarray(ds["bayes_an"].values)
-                if bayes.shape != conf.shape:
-                    raise ProductError(label, f"bayes_an is {bayes.shape} but confidence_an is {conf.shape}")
+                if nc.shape("bayes_an") != shape:
+                    raise ProductError(label, f"bayes_an is {nc.shape('bayes_an')} but confidence_an is {shape}")
+                bayes = nc.read("bayes_an")
                 if np.all(bayes == 255):
-                    notes.append("bayes_an is 255 everywhere (not computed in this product); used confidence_an summary_cloud instead")
+                    notes.append("bayes_an is 255 everywhere (not computed in this product); used confidence_an "
+                                 "summary_cloud instead")
                 else:
-                    bbits = flag_bits(ds["bayes_an"].attrs, label)
-                    cloud_bits = (bayes != 255) & ((bayes & _bit(bbits, bayes_flag, label)) != 0)
-                    used = "bayes"
-    if conf.dtype.kind == "f":  # decoded with a _FillValue: treat fill as unfilled
-        fill = np.isnan(conf)
-        conf = np.where(fill, _bit(bits, "unfilled", label), conf).astype(np.uint32)
-    if cloud_bits is None:
-        cloud_bits = (conf & _bit(bits, "summary_cloud", label)) != 0
-
-    sza = solar_zenith(product, conf.shape)
-    sza_ok = sza <= max_solar_zenith
-    unfilled = (conf & _bit(bits, "unfilled", label)) != 0
-    day = (conf & _bit(bits, "day", label)) != 0
-    planes = {
-        "cloud": cloud_bits & ~unfilled,
-        "unfilled": unfilled,
-        "day": day,
-        "twilight": (conf & _bit(bits, "twilight", label)) != 0,
-        "land": (conf & _bit(bits, "land", label)) != 0,
-        "ocean": (conf & _bit(bits, "ocean", label)) != 0,
-        "snow": (conf & _bit(bits, "snow", label)) != 0,
-        "sun_glint": (conf & _bit(bits, "sun_glint", label)) != 0,
-        "sza_ok": sza_ok,
-        "valid": ~unfilled & day & sza_ok,
-    }
-    flags = np.zeros(conf.shape, dtype=np.uint16)
-    for name, plane in planes.items():
-        flags |= plane.astype(np.uint16) * np.uint16(PIXEL_FLAG_BITS[name])
-    return SceneMasks(flags=flags, source=used, notes=notes)
+                    cloud_bit = _bit(flag_bits(nc.var_attrs("bayes_an"), label), bayes_flag, label)
+                    bayes_cloud = (bayes != 255) & ((bayes & cloud_bit) != 0)
+    if conf.dtype.kind not in "ui" or max(bits.values(), default=0) >= 1 << 16:
+        raise ProductError(label, f"confidence_an is {conf.dtype} with flag masks up to {max(bits.values(), default=0)}; "
+                                  "expected integer flags of at most 16 bits")
+    if conf_fill is not None:  # a filled pixel is unfilled, whatever its bits say
+        conf = np.where(conf == conf_fill, _bit(bits, "unfilled", label), conf)
+    table = _flag_table(bits, label, summary_cloud=bayes_cloud is None)
+    flags = table[conf if conf.dtype == np.uint16 else conf.astype(np.uint16)]
+    if bayes_cloud is not None:
+        cloud = bayes_cloud & ((flags & PIXEL_FLAG_BITS["unfilled"]) == 0)
+        flags |= cloud.view(np.uint8) * np.uint16(PIXEL_FLAG_BITS["cloud"])
+    sza = solar_zenith(product, shape, image_grid=grid)
+    # sza_ok where the sun is within the limit (NaN is not); valid only there
+    ok, valid = np.uint16(PIXEL_FLAG_BITS["sza_ok"]), np.uint16(PIXEL_FLAG_BITS["valid"])
+    keep = (sza <= max_solar_zenith).view(np.uint8) * np.uint16(ok | valid)
+    keep |= np.uint16(0xFFFF ^ (ok | valid))
+    flags |= ok
+    flags &= keep
+    return SceneMasks(flags=flags, source="bayes" if bayes_cloud is not None else "summary_cloud", notes=notes)

@@ -105,7 +105,9 @@ def tie_to_image(tie: np.ndarray, shape: tuple[int, int], *, tn_offset: float, t
     """Bilinearly interpolate a tie-point field to an image grid of ``shape``; float32.
 
     Image pixel ``(r, c)`` sits at tie row ``r * im_res[1] / tn_res[1]`` and tie column
-    ``tn_offset + (c - im_offset) * im_res[0] / tn_res[0]``.
+    ``tn_offset + (c - im_offset) * im_res[0] / tn_res[0]``. Along track first, on the tie
+    columns (float64, small), then across track onto the image columns (float32), so the full-size
+    work is two gathers, a multiply and an add.
 
     Raises
     ------
@@ -122,23 +124,30 @@ def tie_to_image(tie: np.ndarray, shape: tuple[int, int], *, tn_offset: float, t
     step_r = im_res[1] / tn_res[1]
     i0, wi = _coords(rows, tie.shape[0], 0.0, step_r, axis="along", unit="row", source=source)
     tie = fill_nan_columns(tie)
-    across = tie[:, j0] * (1.0 - wj) + tie[:, j0 + 1] * wj  # (tie rows, cols)
-    across = across.astype(np.float32)
-    wi32 = wi.astype(np.float32)[:, None]
-    return across[i0] * (1.0 - wi32) + across[i0 + 1] * wi32
+    along = (tie[i0] * (1.0 - wi)[:, None] + tie[i0 + 1] * wi[:, None]).astype(np.float32)  # (rows, tie cols)
+    slope = along[:, 1:] - along[:, :-1]
+    out = along[:, j0]
+    out += slope[:, j0] * wj.astype(np.float32)
+    return out
 
 
-def solar_zenith(product: Product, shape: tuple[int, int], image_file: str = "flags_an.nc") -> np.ndarray:
-    """Solar zenith angle (degrees, float32) on the grid of ``image_file`` (default: 500 m ``an``)."""
-    with product.open_dataset(image_file) as ds:
-        im_offset, im_res = grid_attrs(ds.attrs, product.describe(image_file))
-    label = product.describe(GEOMETRY_FILE)
-    with product.open_dataset(GEOMETRY_FILE, ["solar_zenith_tn"]) as ds:
-        tn_offset, tn_res = grid_attrs(ds.attrs, label)
-        tie = np.asarray(ds["solar_zenith_tn"].values, dtype=np.float64)
+def solar_zenith(product: Product, shape: tuple[int, int], image_file: str = "flags_an.nc", *,
+                 image_grid: tuple[float, tuple[float, float]] | None = None) -> np.ndarray:
+    """Solar zenith angle (degrees, float32) on the grid of ``image_file`` (default: 500 m ``an``).
+
+    ``image_grid``: that grid's ``(track_offset, (res_across, res_along))`` (:func:`grid_attrs`)
+    when the caller has read them already; otherwise they are read from ``image_file``.
+    """
+    if image_grid is None:
+        with product.open_netcdf(image_file) as nc:
+            image_grid = grid_attrs(nc.attrs, nc.label)
+    im_offset, im_res = image_grid
+    with product.open_netcdf(GEOMETRY_FILE, ["solar_zenith_tn"]) as nc:
+        tn_offset, tn_res = grid_attrs(nc.attrs, nc.label)
+        tie = nc.read_unpacked("solar_zenith_tn", np.float64)
     sza = tie_to_image(tie, shape, tn_offset=tn_offset, tn_res=tn_res, im_offset=im_offset, im_res=im_res,
-                       source=label)
-    if np.isnan(sza).all():
-        raise ProductError(label, "solar_zenith_tn gives no angle anywhere (NaN, or fewer than two finite values "
-                                  "per tie row)")
+                       source=nc.label)
+    if np.isnan(sza[:, 0]).all():  # each row is finite or NaN throughout (see fill_nan_columns)
+        raise ProductError(nc.label, "solar_zenith_tn gives no angle anywhere (NaN, or fewer than two finite values "
+                                     "per tie row)")
     return sza

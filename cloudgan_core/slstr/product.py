@@ -30,16 +30,20 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import xarray as xr
+import h5py
 
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.manifest import (MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestFile, parse_manifest,
                                           short_repr)
 from cloudgan_core.slstr.names import product_id  # noqa: F401  (re-exported: the partition key of a name)
 from cloudgan_core.slstr.names import ProductNameError, validate_product_id
+from cloudgan_core.slstr.netcdf import NetCDF
 from cloudgan_core.storage import UnsafePathError, inside
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 PRODUCT_TYPE = "SL_1_RBT___"
 FALSE_COLOR_BANDS = ("S1", "S3", "S5")
@@ -316,11 +320,21 @@ class Product:
         """
         return {name: self._stream(name) for name in names if name != MANIFEST_NAME}
 
+    def _netcdf_source(self, name: str) -> Path | io.BytesIO:
+        """What a netCDF reader opens for ``name``: the checked file of a folder, or the bytes of a
+        zip member read after its size was checked against the manifest (:meth:`iter_chunks`)."""
+        if not self.has(name):
+            raise ProductError(self.path, f"missing required file {name}")
+        if self._folder is not None:
+            return _folder_file(self._folder, name)
+        return io.BytesIO(self.read_bytes(name))
+
     def open_dataset(self, name: str, variables: Sequence[str] = ()) -> xr.Dataset:
         """Open the netCDF file ``name`` with xarray (h5netcdf), CF-decoded.
 
         From a zip the file is read into memory, only after its size was checked against the
         manifest (see :meth:`iter_chunks`); in a folder it must be a regular file, not a link.
+        The pipeline's stages use :meth:`open_netcdf` instead (no xarray, faster).
 
         Parameters
         ----------
@@ -329,12 +343,9 @@ class Product:
         variables
             Variables that must be present; a missing one is an error naming both.
         """
-        if not self.has(name):
-            raise ProductError(self.path, f"missing required file {name}")
-        if self._folder is not None:
-            source: Path | io.BytesIO = _folder_file(self._folder, name)
-        else:
-            source = io.BytesIO(self.read_bytes(name))
+        import xarray as xr  # only here: the pipeline itself never needs xarray
+
+        source = self._netcdf_source(name)
         try:
             ds = xr.open_dataset(source, engine="h5netcdf", cache=False)
         except Exception as exc:  # h5py/h5netcdf raise many types for a corrupt file
@@ -354,6 +365,28 @@ class Product:
                 raise ProductError(self.describe(name), f"cannot read variable {var!r} from {name}; corrupt data "
                                                         f"({type(exc).__name__}: {exc})") from None
         return ds
+
+    @contextmanager
+    def open_netcdf(self, name: str, variables: Sequence[str] = ()) -> Iterator[NetCDF]:
+        """Open the netCDF file ``name`` for the pipeline's reader (:class:`~cloudgan_core.slstr.netcdf.NetCDF`).
+
+        Same checks as :meth:`open_dataset` (a regular file in a folder; a zip member read only
+        after its size check); ``variables`` must be present. Nothing is read until asked for.
+        """
+        source = self._netcdf_source(name)
+        label = self.describe(name)
+        try:
+            file = h5py.File(source, "r")
+        except Exception as exc:  # h5py raises many types for a file that is not HDF5
+            raise ProductError(label, f"not a readable netCDF file ({type(exc).__name__}: {exc})") from None
+        nc = NetCDF(file, name, label)
+        try:
+            for var in variables:
+                if not nc.has(var):
+                    raise ProductError(label, f"variable {var!r} missing from {name}")
+            yield nc
+        finally:
+            nc.close()
 
     def close(self) -> None:
         if self._zip is not None:

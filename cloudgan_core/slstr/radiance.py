@@ -1,6 +1,6 @@
 """Top-of-atmosphere reflectance and the false-colour image.
 
-``R = pi * L * k / (E0 * cos(SZA))`` with L the radiance (unpacked by xarray), k the radiance
+``R = pi * L * k / (E0 * cos(SZA))`` with L the radiance (unpacked from int16 in float32), k the radiance
 adjustment factor of the SLSTR L1 product notice S3.PN-SLSTR-L1.08 (nadir view), E0 the
 per-detector solar irradiance from ``S{n}_quality_an.nc`` and SZA from the tie-point grid.
 """
@@ -20,21 +20,24 @@ VISIBLE_BANDS = tuple(ADJUSTMENT_FACTORS)
 def detector_index(product: Product, shape: tuple[int, int]) -> np.ndarray | None:
     """Detector number per pixel from ``indices_an.nc`` (``detector_an``), or None when absent.
 
-    int64; -1 where the index is fill or not a detector number (0..255): such pixels get no
+    int16; -1 where the index is fill or not a detector number (0..255): such pixels get no
     solar irradiance, so no reflectance.
     """
     if not product.has("indices_an.nc"):
         return None
-    with product.open_dataset("indices_an.nc", ["detector_an"]) as ds:
-        det = np.asarray(ds["detector_an"].values)
+    with product.open_netcdf("indices_an.nc", ["detector_an"]) as nc:
+        det = nc.read("detector_an")
+        fill = nc.fill_value("detector_an")
     if det.shape != shape:
         raise ProductError(product.describe("indices_an.nc"), f"detector_an is {det.shape}, image grid is {shape}")
+    if det.dtype == np.uint8 and fill is None:
+        return det.astype(np.int16)  # every value is a detector number
+    bad = (det < 0) | (det > 255)
     if det.dtype.kind == "f":
-        bad = ~np.isfinite(det)
-        det = np.where(bad, -1, det)
-    det = det.astype(np.int64)
-    det[(det < 0) | (det > 255)] = -1
-    return det
+        bad |= ~np.isfinite(det)
+    if fill is not None:
+        bad |= det == fill
+    return np.where(bad, -1, det).astype(np.int16)
 
 
 def solar_irradiance(product: Product, band: str) -> np.ndarray:
@@ -49,8 +52,8 @@ def solar_irradiance(product: Product, band: str) -> np.ndarray:
         The variable is not 1-D per detector, or no detector has a positive finite value.
     """
     fname, var = f"{band}_quality_an.nc", f"{band}_solar_irradiance_an"
-    with product.open_dataset(fname, [var]) as ds:
-        e0 = np.atleast_1d(np.asarray(ds[var].values, dtype=np.float64))
+    with product.open_netcdf(fname, [var]) as nc:
+        e0 = np.atleast_1d(nc.read_unpacked(var, np.float64))
     if e0.ndim != 1 or e0.size == 0:
         raise ProductError(product.describe(fname), f"{var} is {e0.shape}; expected one value per detector")
     usable = np.isfinite(e0) & (e0 > 0)
@@ -60,8 +63,15 @@ def solar_irradiance(product: Product, band: str) -> np.ndarray:
     return np.where(usable, e0, np.nan)
 
 
+def sun_cosine(sza: np.ndarray) -> np.ndarray:
+    """cos(solar zenith) (float32) from degrees; NaN where the sun is at or below the horizon."""
+    mu = np.cos(np.deg2rad(sza, dtype=np.float32))
+    np.copyto(mu, np.float32(np.nan), where=~(mu > 0))
+    return mu
+
+
 def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = True,
-                detectors: np.ndarray | None = None) -> np.ndarray:
+                detectors: np.ndarray | None = None, cos_sza: np.ndarray | None = None) -> np.ndarray:
     """TOA reflectance (dimensionless, float32).
 
     NaN where the radiance is fill, the sun is at or below the horizon, or the pixel's detector
@@ -78,6 +88,8 @@ def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = 
         Apply the S3.PN-SLSTR-L1.08 radiance adjustment factor.
     detectors
         Detector index per pixel (see :func:`detector_index`); detector 0 when None.
+    cos_sza
+        :func:`sun_cosine` of ``sza`` when the caller has it (several bands share it).
 
     Raises
     ------
@@ -87,27 +99,28 @@ def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = 
     if band not in ADJUSTMENT_FACTORS:
         raise ValueError(f"band must be one of {VISIBLE_BANDS}, not {band!r}")
     fname, var = f"{band}_radiance_an.nc", f"{band}_radiance_an"
-    with product.open_dataset(fname, [var]) as ds:
-        radiance = np.asarray(ds[var].values, dtype=np.float32)
-    if radiance.shape != sza.shape:
-        raise ProductError(product.describe(fname), f"{var} is {radiance.shape} but the flags grid is {sza.shape}")
-    e0 = solar_irradiance(product, band).astype(np.float32)
+    with product.open_netcdf(fname, [var]) as nc:
+        if nc.shape(var) != sza.shape:
+            raise ProductError(nc.label, f"{var} is {nc.shape(var)} but the flags grid is {sza.shape}")
+        radiance = nc.read_unpacked(var)  # W m-2 sr-1 um-1, float32, NaN at fill
+    e0 = solar_irradiance(product, band)
+    k = ADJUSTMENT_FACTORS[band] if adjust else 1.0
+    factor = (np.pi * k / e0).astype(np.float32)  # per detector; NaN where E0 is unusable
     if detectors is None:
-        if not np.isfinite(e0[0]):
+        if not np.isfinite(factor[0]):
             raise ProductError(product.describe(f"{band}_quality_an.nc"),
                                f"{band}_solar_irradiance_an of detector 0 is unusable and there is no detector "
                                "index (indices_an.nc) to use another")
-        e0_px = e0[0]
+        radiance *= factor[0]
     else:
-        known = (detectors >= 0) & (detectors < e0.size)
-        e0_px = np.where(known, e0[np.clip(detectors, 0, e0.size - 1)], np.float32(np.nan))
-    k = np.float32(ADJUSTMENT_FACTORS[band] if adjust else 1.0)
-    mu = np.cos(np.deg2rad(sza, dtype=np.float32))
-    mu[~(mu > 0)] = np.nan
-    radiance *= np.float32(np.pi) * k
-    radiance /= e0_px
-    radiance /= mu
-    radiance[~np.isfinite(radiance)] = np.nan  # e.g. a broken scale_factor: no value rather than inf
+        # one entry per detector number 0..255 and a last one (NaN) that index -1 (unknown) reaches
+        table = np.full(257, np.nan, np.float32)
+        table[: min(factor.size, 256)] = factor[:256]
+        radiance *= table[detectors]
+    radiance /= sun_cosine(sza) if cos_sza is None else cos_sza
+    infinite = np.isinf(radiance)
+    if infinite.any():  # e.g. a broken scale_factor: no value rather than inf
+        radiance[infinite] = np.nan
     return radiance
 
 
@@ -130,18 +143,24 @@ def no_reflectance_reason(sza: np.ndarray) -> str:
     return f"night on {100 * night:.1f} % of the pixels, radiance fill or no usable solar irradiance on the others"
 
 
-def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray) -> np.ndarray:
+def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray, *, valid: np.ndarray | None = None) -> np.ndarray:
     """The original CloudGAN false colour: R=(S3+S5)/2, G=S3, B=(S3+S1)/2, clipped to [0, 1], uint8.
 
     A pixel whose reflectance is not finite in one of the bands (fill, night, no usable
-    irradiance; see :func:`valid_pixels`) is 0 in every channel.
+    irradiance; see :func:`valid_pixels`, which ``valid`` is when the caller has it) is 0 in every
+    channel.
     """
-    valid = valid_pixels(s1, s3, s5)
-    out = np.zeros(s3.shape + (3,), dtype=np.uint8)
-    for i, plane in enumerate(((s3 + s5) * 0.5, np.array(s3, dtype=np.float32), (s3 + s1) * 0.5)):
-        plane[~valid] = 0.0
-        np.clip(plane, 0.0, 1.0, out=plane)
-        plane *= 255.0
+    invalid = ~(valid_pixels(s1, s3, s5) if valid is None else valid)
+    out = np.empty(s3.shape + (3,), dtype=np.uint8)
+    plane = np.empty(s3.shape, dtype=np.float32)
+    for i, other in enumerate((s5, None, s1)):
+        if other is None:
+            np.multiply(s3, np.float32(255.0), out=plane)
+        else:  # (s3 + other) / 2 * 255 in one rounding, as (x * 0.5) * 255 is exact in its first step
+            np.add(s3, other, out=plane)
+            plane *= np.float32(127.5)
+        np.clip(plane, 0.0, 255.0, out=plane)
+        np.copyto(plane, np.float32(0.0), where=invalid)
         np.rint(plane, out=plane)
         out[..., i] = plane
     return out
