@@ -1,16 +1,12 @@
-"""Asset checks."""
+"""Asset checks on the per-product assets (the dataset's are in ``dataset_checks``)."""
 
-
-import json
 import warnings
 
 import dagster as dg
 
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
-
-SUSPICIOUS_CLOUD_FRACTION = 0.9
-MIN_VALID_FRACTION = 0.5
+from cloudgan_core.stages import masks as masks_stage
 
 # Partitioned asset checks are a Dagster "preview" feature; the warning says nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
@@ -18,19 +14,11 @@ warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec
 
 @dg.asset_check(asset="masks", partitions_def=products_partitions,
                 description="Warns about scenes whose mask should not be trusted for training: almost all cloud "
-                            "(cold sea ice and snow trip the gross-cloud test) or mostly invalid (night, no data).")
+                            "(cold sea ice and snow trip the gross-cloud test), mostly invalid (night, no data) or "
+                            "mostly snow/ice.")
 def masks_plausible(context: dg.AssetCheckExecutionContext, storage: CloudGANStorage) -> dg.AssetCheckResult:
-    key = context.partition_key
-    stats = json.loads((storage.path("masks", key) / "masks.json").read_text())
-    problems = []
-    if stats["cloud_fraction_of_valid"] > SUSPICIOUS_CLOUD_FRACTION:
-        problems.append(f"{100 * stats['cloud_fraction_of_valid']:.1f}% of valid pixels flagged cloud")
-    if stats["valid_fraction"] < MIN_VALID_FRACTION:
-        problems.append(f"only {100 * stats['valid_fraction']:.1f}% of pixels valid for visible imagery")
-    if stats["snow_fraction"] > 0.3:
-        problems.append(f"{100 * stats['snow_fraction']:.1f}% snow/ice")
+    outcome = masks_stage.plausibility(masks_stage.read(storage.root_path, context.partition_key).summary)
     return dg.AssetCheckResult(
-        passed=not problems, severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(problems) or "mask looks plausible",
-        metadata={"cloud_fraction": stats["cloud_fraction"], "valid_fraction": stats["valid_fraction"],
-                  "cloud_fraction_of_valid": stats["cloud_fraction_of_valid"]})
+        passed=outcome.passed, severity=dg.AssetCheckSeverity.WARN, description=outcome.description,
+        metadata={"cloud_fraction": outcome.cloud_fraction, "valid_fraction": outcome.valid_fraction,
+                  "cloud_fraction_of_valid": outcome.cloud_fraction_of_valid})

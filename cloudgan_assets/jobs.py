@@ -1,11 +1,14 @@
 """Jobs: the per-product chain (one partition per run, in one process) and product discovery."""
 
 import os
+from datetime import datetime, timezone
 
 import dagster as dg
 
 from cloudgan_assets.partitions import products_partitions
-from cloudgan_assets.resources import CopernicusResource, DiscoverySettings
+from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, DiscoverySettings
+from cloudgan_core.cdse.discovery import cursor_file, discover, load_cursor, save_cursor
+from cloudgan_core.locks import partition_lock
 
 #: Everything partitioned by product, in pipeline order; the last one marks a finished product.
 PRODUCT_ASSET_NAMES = ("products", "masks", "false_color", "tiles", "sorted_tiles", "synthetic_clouds")
@@ -39,21 +42,23 @@ build_training_set = dg.define_asset_job(
     description="Export the training set from every composites partition and report its quality.")
 
 
-@dg.op(description="Search the CDSE catalogue (DiscoverySettings) and add new products as partitions.")
+@dg.op(description="Search the CDSE catalogue (DiscoverySettings) and add new products as partitions, with the "
+                   "discovery sensor's rules; the cursor is kept in <storage>/_discovery/cursor.json.")
 def discover_new_products(context: dg.OpExecutionContext, copernicus: CopernicusResource,
-                          discovery: DiscoverySettings) -> list:
-    from datetime import datetime, timezone
-
-    query = discovery.query(datetime.now(timezone.utc))
-    found = copernicus.search(query, log=context.log)
-    existing = set(context.instance.get_dynamic_partitions(products_partitions.name))
-    # ProductInfo.key passes validate_product_id: only SL_1_RBT product names become partitions.
-    new = [p.key for p in found if p.key not in existing][: discovery.max_products]
-    if new:
-        context.instance.add_dynamic_partitions(products_partitions.name, new)
-    context.log.info(f"found {len(found)} products, added {len(new)} new partitions")
-    context.add_output_metadata({"found": len(found), "added": len(new), "keys": ", ".join(new) or "none"})
-    return new
+                          discovery: DiscoverySettings, storage: CloudGANStorage) -> list:
+    path = cursor_file(storage.root_path)
+    with partition_lock(storage.root_path, "discover_products", owner=context.run_id):
+        found = discover(discovery, lambda query: copernicus.search(query, log=context.log),
+                         now=datetime.now(timezone.utc), cursor=load_cursor(path),
+                         existing_keys=context.instance.get_dynamic_partitions(products_partitions.name))
+        if found.keys:
+            context.instance.add_dynamic_partitions(products_partitions.name, found.keys)
+        save_cursor(path, found.plan.cursor)
+    context.log.info(f"found {found.found} products, added {len(found.keys)} new partitions "
+                     f"({found.plan.deferred} left for the next run)")
+    context.add_output_metadata({"found": found.found, "added": len(found.keys), "deferred": found.plan.deferred,
+                                 "keys": ", ".join(found.keys) or "none"})
+    return found.keys
 
 
 @dg.job(description="Discover new SL_1_RBT products on CDSE and add them as products partitions; the "

@@ -153,11 +153,11 @@ def dagster_command(env: dict[str, str], run_config: dict[str, Any]) -> str:
 def heldout_tiles(storage_root: Path, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``gan_input`` mask tiles of ``keys`` with cover in :data:`EVAL_COVER` (percent, ``(lo, hi]``),
     and the products' own false-colour tiles at the same places."""
-    from cloudgan_core.tiles import read_tiles
+    from cloudgan_core.stages import sorted_tiles
 
     masks_out, images_out = [], []
     for key in keys:
-        tiles = read_tiles(storage_root / "sorted_tiles" / key / "gan_input")
+        tiles = sorted_tiles.read(storage_root, key).gan_input
         masks = np.asarray(tiles.masks)
         cover = np.round(masks.reshape(len(masks), -1).mean(axis=1) * 100.0, 6)
         keep = (cover > EVAL_COVER[0]) & (cover <= EVAL_COVER[1])

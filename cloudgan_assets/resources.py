@@ -8,6 +8,7 @@ from pydantic import PrivateAttr
 
 import dagster as dg
 
+from cloudgan_core.cdse.discovery import DiscoveryConfig
 from cloudgan_core.cdse.http import DEFAULT_MIN_RATE, DEFAULT_REQUEST_DEADLINE, DEFAULT_STALL_SECONDS
 from cloudgan_core.storage import asset_dir, default_inbox, default_storage_root
 
@@ -98,37 +99,17 @@ class CopernicusResource(dg.ConfigurableResource):
                                 stall_seconds=self.stall_seconds, request_deadline=self.request_deadline)
 
 
-class DiscoverySettings(dg.ConfigurableResource):
-    """What the discovery sensor and schedule search for (see the README's search config table)."""
-
-    lookback_days: float = 3.0
-    footprint_wkt: Optional[str] = None
-    cloud_cover_min: float = 10.0
-    cloud_cover_max: float = 95.0
-    timeliness: Optional[str] = None
-    platform: Optional[str] = None
-    orbit_direction: Optional[str] = "DESCENDING"
-    max_products: int = 10
-
-    def query(self, now):
-        """The :class:`~cloudgan_core.cdse.SearchQuery` for a search at ``now``."""
-        from datetime import timedelta
-
-        from cloudgan_core.cdse import SearchQuery, search_window
-
-        start, end = search_window(now, timedelta(days=self.lookback_days))
-        return SearchQuery(start=start, end=end, footprint_wkt=self.footprint_wkt,
-                           cloud_cover=(self.cloud_cover_min, self.cloud_cover_max), timeliness=self.timeliness,
-                           platform=self.platform, orbit_direction=self.orbit_direction)
+class DiscoverySettings(dg.ConfigurableResource, DiscoveryConfig):
+    """What the discovery sensor, schedule and job search for (see the README's search config table)."""
 
 
 class TorchDevice(dg.ConfigurableResource):
     """Where and how the generator runs. Injected into ``synthetic_clouds`` and ``train_generator``.
 
     ``device``: auto | cpu | cuda | cuda:N. ``precision``: fp32 | bf16 | fp16 (fp16 on GPUs only).
-    ``batch_size``: tiles per pass (halved automatically on a GPU out-of-memory); None picks 16 on
-    a GPU and 2 on the CPU (larger CPU batches were slower in the benchmark). ``num_threads``: CPU
-    threads for torch (None: torch's default).
+    ``batch_size``: tiles per pass (halved automatically on a GPU out-of-memory); None picks
+    :func:`cloudgan_core.gan.devices.default_batch_size` (16 on a GPU; on the CPU 1 in bf16, 2 in
+    fp32). ``num_threads``: CPU threads for torch (None: torch's default).
     """
 
     device: str = "auto"
@@ -140,9 +121,9 @@ class TorchDevice(dg.ConfigurableResource):
         """``batch_size``, or the default for the resolved device."""
         if self.batch_size:
             return self.batch_size
-        from cloudgan_core.gan import resolve_device
+        from cloudgan_core.gan.devices import default_batch_size, resolve_device
 
-        return 16 if resolve_device(self.device).type == "cuda" else 2
+        return default_batch_size(resolve_device(self.device), self.precision)
 
 
 class GeneratorModel(dg.ConfigurableResource):

@@ -7,8 +7,8 @@ import dagster as dg
 from cloudgan_assets.jobs import process_product
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource, DiscoverySettings
-from cloudgan_core.cdse import DiscoveryCursor, plan_additions
-from cloudgan_core.stages import inbox_products
+from cloudgan_core.cdse.discovery import DiscoveryCursor, discover
+from cloudgan_core.stages.products import inbox_products
 
 MAX_NEW_PER_TICK = 50
 
@@ -39,13 +39,11 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: CloudGANStorage) 
                        "adds nothing twice.")
 def cdse_discovery_sensor(context: dg.SensorEvaluationContext, copernicus: CopernicusResource,
                           discovery: DiscoverySettings) -> dg.SensorResult:
-    query = discovery.query(datetime.now(timezone.utc))
-    found = copernicus.search(query, log=context.log)
-    plan = plan_additions(found, DiscoveryCursor.from_json(context.cursor),
-                          context.instance.get_dynamic_partitions(products_partitions.name),
-                          max_new=discovery.max_products, window_start=query.start)
-    keys = [p.key for p in plan.new]
-    if not keys:
-        return dg.SensorResult(skip_reason=f"{len(found)} products found, none new", cursor=plan.cursor.to_json())
-    context.log.info(f"adding {len(keys)} products from CDSE ({plan.deferred} left for later ticks)")
-    return _add(keys, "cdse", plan.cursor.to_json())
+    found = discover(discovery, lambda query: copernicus.search(query, log=context.log),
+                     now=datetime.now(timezone.utc), cursor=DiscoveryCursor.from_json(context.cursor),
+                     existing_keys=context.instance.get_dynamic_partitions(products_partitions.name))
+    cursor = found.plan.cursor.to_json()
+    if not found.keys:
+        return dg.SensorResult(skip_reason=f"{found.found} products found, none new", cursor=cursor)
+    context.log.info(f"adding {len(found.keys)} products from CDSE ({found.plan.deferred} left for later ticks)")
+    return _add(found.keys, "cdse", cursor)

@@ -41,7 +41,8 @@ from cloudgan_core.export import (SPLITS, ZIP_NAME, TrainingPair, pair_file_inde
 from cloudgan_core.preview import grid
 from cloudgan_core.quality import quality_report, report_plot_png
 from cloudgan_core.stages import StageResult
-from cloudgan_core.tiles import DEFAULT_TILE_SIZE, check_tile_size, read_index, read_tiles
+from cloudgan_core.stages.tiles import read_group, read_index
+from cloudgan_core.tiles import DEFAULT_TILE_SIZE, check_tile_size
 
 #: A surface tile with more than this share of land pixels counts as land, otherwise as ocean.
 LAND_SHARE = 0.5
@@ -241,7 +242,7 @@ def build_surface_pool(sorted_dirs: Mapping[str, str | Path], out_dir: str | Pat
     size_from = "config" if size else None
     per_product: dict[str, int] = {}
     for key, folder in sorted_dirs.items():
-        t = read_tiles(Path(folder) / "surface")
+        t = read_group(Path(folder) / "surface")
         if len(t) == 0:
             per_product[key] = 0
             continue

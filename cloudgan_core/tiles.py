@@ -1,23 +1,19 @@
 """Cut a scene into square tiles, measure each tile, sort tiles into cloud-cover bins.
 
 Tiles are kept as arrays (``images`` N x H x W x 3 uint8, ``masks`` N x H x W uint8 with 1 = cloud)
-next to an index table (``index.csv``, one row per tile) that opens with one line of Python::
-
-    import pandas as pd; index = pd.read_csv("storage/sorted_tiles/<product>/index.csv")
+next to an index (one row per tile, the keys of :data:`INDEX_COLUMNS`). How tiles are stored
+(``images.npy``, ``masks.npy``, ``index.csv``) is the business of :mod:`cloudgan_core.stages.tiles`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral
-from pathlib import Path
 
 import numpy as np
 
-from cloudgan_core.atomic import save_npy, write_text
+from cloudgan_core.cover import CoverRange
 from cloudgan_core.settings import SettingError, check_fraction
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 
@@ -28,7 +24,7 @@ INDEX_COLUMNS = ("tile", "product", "row", "col", "size", "cloud_fraction", "val
                  "land_fraction", "snow_fraction", "bin", "surface_candidate", "gan_input")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tiles:
     """Tiles of one or more scenes.
 
@@ -79,23 +75,6 @@ def check_bin_edges(edges: Sequence[float]) -> list[float]:
             or any(not b > a for a, b in zip(values[:-1], values[1:]))):
         raise SettingError(f"bin edges must increase strictly from 0 to 100 (percent), got {values}")
     return values
-
-
-def check_cover_range(low: float, high: float, what: str = "cover range") -> tuple[float, float]:
-    """A cloud-cover range ``(low, high]`` in percent with ``0 <= low < high <= 100``.
-
-    ``what`` names the setting in the message (e.g. ``"gan_min_cover/gan_max_cover"``).
-    """
-    lo, hi = float(low), float(high)
-    if not 0.0 <= lo < hi <= 100.0:
-        raise SettingError(f"{what} must satisfy 0 <= low < high <= 100 (percent), got ({low:g}, {high:g})")
-    return lo, hi
-
-
-def tile_origins(shape: tuple[int, int], size: int) -> list[tuple[int, int]]:
-    """Top-left (row, col) of every full tile; the ragged remainder at the bottom/right is skipped."""
-    check_tile_size(size)
-    return [(r, c) for r in range(0, shape[0] - size + 1, size) for c in range(0, shape[1] - size + 1, size)]
 
 
 def _block_mean(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
@@ -167,33 +146,31 @@ def cover_bin(cloud_percent: float, edges: Sequence[float]) -> str:
     return bin_label(edges[-2], edges[-1])
 
 
-def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, gan_range: tuple[float, float] = (10.0, 95.0),
+def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, cover: CoverRange = CoverRange(),
                min_valid_fraction: float = 0.9) -> Tiles:
     """Label every tile with its cover bin and its role; returns the same tiles with a fuller index.
 
     - ``bin``: the cover bin (edges in percent, default 0/10/95/100 as the original).
     - ``surface_candidate``: fully valid, fully daytime, 0 % cloud, no snow/ice: a clear surface.
-    - ``gan_input``: cloud cover in ``(gan_range[0], gan_range[1]]`` percent and at least
+    - ``gan_input``: cloud cover in ``cover`` (percent, ``(min, max]``) and at least
       ``min_valid_fraction`` valid pixels: the masks the generator turns into clouds.
 
     Raises
     ------
     SettingError
-        Edges not increasing from 0 to 100, ``gan_range`` not ``0 <= low < high <= 100`` or
-        ``min_valid_fraction`` outside [0, 1].
+        Edges not increasing from 0 to 100, or ``min_valid_fraction`` outside [0, 1].
     """
     edges = check_bin_edges(edges)
-    lo, hi = check_cover_range(*gan_range, what="gan cover range")
     check_fraction("min_valid_fraction", min_valid_fraction)
     index = []
     for row in tiles.index:
-        # round away float noise (100 * 0.07 == 7.000000000000001) so bin and GAN range agree at edges
+        # round away float noise (100 * 0.07 == 7.000000000000001) so bin and cover range agree at edges
         pct = round(100.0 * row["cloud_fraction"], 6)
         row = dict(row)
         row["bin"] = cover_bin(pct, edges)
         row["surface_candidate"] = bool(row["cloud_fraction"] == 0 and row["valid_fraction"] == 1
                                         and row["day_fraction"] == 1 and row["snow_fraction"] == 0)
-        row["gan_input"] = bool(lo < pct <= hi and row["valid_fraction"] >= min_valid_fraction)
+        row["gan_input"] = bool(cover.contains(pct) and row["valid_fraction"] >= min_valid_fraction)
         index.append(row)
     return Tiles(tiles.images, tiles.masks, index)
 
@@ -204,48 +181,3 @@ def bin_counts(index: Sequence[dict], edges: Sequence[float] = DEFAULT_BIN_EDGES
     for row in index:
         counts[row["bin"]] = counts.get(row["bin"], 0) + 1
     return counts
-
-
-def index_to_csv(index: Sequence[dict]) -> str:
-    """The index as CSV text with the columns of :data:`INDEX_COLUMNS` that are present."""
-    cols = [c for c in INDEX_COLUMNS if index and c in index[0]] if index else list(INDEX_COLUMNS[:5])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(index)
-    return buf.getvalue()
-
-
-def _parse(value: str) -> object:
-    if value in ("True", "False"):
-        return value == "True"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def read_index(path: str | Path) -> list[dict]:
-    """Read an ``index.csv`` back into dicts with numbers and booleans restored."""
-    with open(path, newline="") as fh:
-        return [{k: (_parse(v) if k != "product" and k != "bin" else v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def write_tiles(folder: str | Path, tiles: Tiles) -> Path:
-    """Write ``images.npy``, ``masks.npy`` and ``index.csv`` into ``folder`` (each atomically)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_npy(folder / "images.npy", tiles.images)
-    save_npy(folder / "masks.npy", tiles.masks)
-    write_text(folder / "index.csv", index_to_csv(tiles.index))
-    return folder
-
-
-def read_tiles(folder: str | Path, *, mmap: bool = False) -> Tiles:
-    """Read tiles written by :func:`write_tiles`."""
-    folder = Path(folder)
-    mode = "r" if mmap else None
-    return Tiles(np.load(folder / "images.npy", mmap_mode=mode), np.load(folder / "masks.npy", mmap_mode=mode),
-                 read_index(folder / "index.csv"))

@@ -20,6 +20,8 @@ from cloudgan_core.cdse import (
     search_products,
     search_window,
 )
+from cloudgan_core.cover import CoverRange
+from cloudgan_core.settings import SettingError
 from cloudgan_core.simulate import product_name
 from cloudgan_core.slstr.names import ProductNameError
 from tests.cdse_server import FakeCdse
@@ -55,7 +57,7 @@ def test_filter_expression_uses_cdse_attribute_syntax():
         "ContentDate/Start lt 2024-06-02T00:00:00.000Z",
         "OData.CSC.Intersects(area=geography'SRID=4326;POLYGON((5 45, 15 45, 15 55, 5 55, 5 45))')",
         "Attributes/OData.CSC.DoubleAttribute/any(att:att/Name eq 'cloudCover' and "
-        "att/OData.CSC.DoubleAttribute/Value ge 10.00)",
+        "att/OData.CSC.DoubleAttribute/Value gt 10.00)",
         "Attributes/OData.CSC.DoubleAttribute/any(att:att/Name eq 'cloudCover' and "
         "att/OData.CSC.DoubleAttribute/Value le 95.00)",
         "att/Name eq 'timeliness' and att/OData.CSC.StringAttribute/Value eq 'NT'",
@@ -74,7 +76,7 @@ def test_filter_expression_uses_cdse_attribute_syntax():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"cloud_cover": (50.0, 10.0)}, "cloud_cover"),
+    ({"cloud_cover": (10.0, 95.0)}, "cloud_cover must be a CoverRange"),
     ({"timeliness": "XX"}, "timeliness"),
     ({"platform": "S2A"}, "platform"),
     ({"footprint_wkt": "POINT(1 2)"}, "footprint_wkt"),
@@ -87,6 +89,17 @@ def test_search_query_rejects_bad_settings(kwargs, match):
         SearchQuery(T0, T0 + timedelta(days=1), **kwargs)
     with pytest.raises(CdseConfigError, match="not after"):
         SearchQuery(T0, T0)
+
+
+def test_the_cloud_cover_filter_is_the_one_cover_range(cdse):
+    """(min, max] percent as everywhere else (it was [min, max] here): a scene at exactly 10 % is not kept."""
+    assert "Value ge 0.00" in SearchQuery(T0, T0 + timedelta(days=1), cloud_cover=CoverRange(0, 50)).filter_expression()
+    with pytest.raises(SettingError, match="min_cover"):
+        CoverRange(50.0, 10.0)
+    cdse.add_entry(name(1), T0 + timedelta(hours=1), cloud_cover=10.0)
+    top = cdse.add_entry(name(2), T0 + timedelta(hours=2), cloud_cover=95.0)
+    found = search_products(SearchQuery(T0, T0 + timedelta(days=1)), ep(cdse))
+    assert [p.name for p in found] == [top.name]
 
 
 def test_search_applies_every_filter(cdse):

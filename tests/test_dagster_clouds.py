@@ -11,7 +11,7 @@ from cloudgan_assets.assets import clouds, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import GeneratorModel, TorchDevice
 from cloudgan_core.gan import file_sha256
-from cloudgan_core.tiles import read_index
+from cloudgan_core.stages.tiles import read_index
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, tiny_generator
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles, clouds])]

@@ -25,7 +25,7 @@ from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
 from cloudgan_core.atomic import save_npy, write_text
 from cloudgan_core.export import pair_file_index, read_manifest
-from cloudgan_core.tiles import read_tiles
+from cloudgan_core.stages.tiles import read_group
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox
 
 MODEL_SHA = hashlib.sha256(b"blurred-mask stand-in generator").hexdigest()
@@ -35,7 +35,7 @@ MODEL_SHA = hashlib.sha256(b"blurred-mask stand-in generator").hexdigest()
 def synthetic_clouds_stand_in(context: dg.AssetExecutionContext, storage: CloudGANStorage) -> None:
     key = context.partition_key
     src = storage.path("sorted_tiles", key) / "gan_input"
-    t = read_tiles(src)
+    t = read_group(src)
     blur = gaussian_filter(t.masks.astype(np.float32), sigma=(0, 2, 2))
     level = 40.0 + 200.0 * blur
     tint = np.array([1.0, 0.97, 1.03], np.float32)
@@ -103,7 +103,7 @@ def test_surface_pool_counts_land_and_ocean(env):
     pool = np.load(env.root / "surface_tiles" / "images.npy")
     assert md["count"].value == len(pool) > 0
     assert md["land"].value + md["ocean"].value == len(pool)
-    expected = sum(len(read_tiles(env.root / "sorted_tiles" / k / "surface")) for k in env.keys)
+    expected = sum(len(read_group(env.root / "sorted_tiles" / k / "surface")) for k in env.keys)
     assert len(pool) == expected
     assert "data:image/png;base64," in md["preview"].value
 

@@ -15,7 +15,8 @@ from cloudgan_core.validation import (check_composites_aligned, check_composites
                                       cloud_fractions)
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.export import read_manifest
-from cloudgan_core.tiles import Tiles, index_to_csv, write_tiles
+from cloudgan_core.stages.tiles import write_group, write_index
+from cloudgan_core.tiles import Tiles
 from cloudgan_core.validation import check_outside_mask_unchanged
 
 SIZE = 16
@@ -30,7 +31,7 @@ def write_sorted(root: Path, key: str, land: list[float], size: int = SIZE, seed
     index = [{"tile": i, "product": key, "row": i * size, "col": 2 * size, "land_fraction": lf}
              for i, lf in enumerate(land)]
     folder = root / "sorted_tiles" / key
-    write_tiles(folder / "surface", Tiles(images, np.zeros((n, size, size), np.uint8), index))
+    write_group(folder / "surface", Tiles(images, np.zeros((n, size, size), np.uint8), index))
     return folder
 
 
@@ -47,7 +48,7 @@ def write_clouds(root: Path, key: str, n: int, *, seed: int, model_sha: str = MO
     np.save(folder / "clouds.npy", clouds)
     np.save(folder / "masks.npy", masks)
     index = [{"tile": i, "product": key, "row": i * SIZE, "col": 0} for i in range(n)]
-    (folder / "index.csv").write_text(index_to_csv(index))
+    write_index(folder / "index.csv", index)
     (folder / "clouds.json").write_text(json.dumps({"model_sha256": model_sha, "model": "test", "seed": seed}))
     return folder
 

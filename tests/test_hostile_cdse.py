@@ -155,13 +155,14 @@ def test_plan_additions_validates_every_name_it_adds():
 
 
 @pytest.mark.slow
-def test_discovery_sensor_and_job_add_only_product_names(cdse):
+def test_discovery_sensor_and_job_add_only_product_names(cdse, tmp_path):
     """Before: '../../x/VICTIM', 'S3A_SL_1_RBT____x', ... became products partitions."""
     now = datetime.now(timezone.utc)
     good = [cdse.add_entry(key(i), now - timedelta(hours=i)).key for i in (5, 6)]
     for i, bad in enumerate(BAD_NAMES):
         cdse.add_entry(bad, now - timedelta(hours=7 + i))
-    res = {"copernicus": CopernicusResource(), "discovery": DiscoverySettings(max_products=20)}
+    res = {"copernicus": CopernicusResource(), "discovery": DiscoverySettings(max_products=20),
+           "storage": storage_for(tmp_path)}
     with dg.instance_for_test() as instance:
         tick = cdse_discovery_sensor(dg.build_sensor_context(instance=instance, resources=res))
         assert sorted(r.partition_key for r in tick.run_requests) == sorted(good)

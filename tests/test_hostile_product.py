@@ -27,8 +27,8 @@ import pytest
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import scene_masks
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, parse_manifest
-from cloudgan_core.slstr.product import MAX_ZIP_MEMBERS, open_product
-from cloudgan_core.stages import register_product, stored_product
+from cloudgan_core.slstr.product import MAX_ZIP_MEMBERS, open_product, product_id
+from cloudgan_core.stages import products
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -149,13 +149,20 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def _written(root: Path) -> list[str]:
+    """Every file under ``root`` and every temporary (a dot entry), relative; empty folders are not outputs."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir() or p.name.startswith("."))
+
+
 # -- measuring memory in a child process ----------------------------------------------------------
 
 _MEASURE = r"""
 import json, resource, sys, time
 from pathlib import Path
 from cloudgan_core.slstr.product import open_product
-from cloudgan_core.stages import register_product
+from cloudgan_core.stages import products
 
 def status():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -163,7 +170,7 @@ def status():
 
 def run(action, path, store):
     if action == "register":
-        register_product(Path(path), Path(store))
+        products.register(Path(store), Path(path))
         return
     with open_product(path) as product:
         if action == "verify":
@@ -227,9 +234,9 @@ def test_symlinked_member_is_refused(copy_product, tmp_path: Path, where: str) -
         target.write_bytes(member.read_bytes())
     member.unlink()
     member.symlink_to(target)
-    store = tmp_path / "store" / "products" / "p"
+    store = products.folder(tmp_path / "store", product_id(folder.name))
     with pytest.raises(ProductError) as err:
-        register_product(folder, store)
+        products.register(tmp_path / "store", folder)
     msg = str(err.value)
     assert str(member) in msg and "symbolic link" in msg
     assert not store.exists() and _leftovers(store.parent) == []
@@ -287,7 +294,7 @@ def test_zip_bomb_fails_fast_in_bounded_memory(bomb_zips: dict[str, Path], sim_p
         assert f"{bomb}!" in msg and "flags_an.nc" in msg and str(BOMB_BYTES) in msg and str(small) in msg, msg
         assert r["seconds"] < 1.0, r
         assert r["peak_growth_mib"] * MiB < RSS_GROWTH_LIMIT, r
-    assert not (tmp_path / "store-register").exists() and _leftovers(tmp_path) == []
+    assert _written(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -298,7 +305,7 @@ def test_lying_and_corrupt_members_fail_on_md5_in_bounded_memory(bomb_zips: dict
         assert r["error"] and r["error"][0] == "ProductError", r
         assert "flags_an.nc: MD5 mismatch" in r["error"][1], r
         assert r["peak_growth_mib"] * MiB < RSS_GROWTH_LIMIT, r
-    assert _leftovers(tmp_path) == []
+    assert _written(tmp_path) == []
 
 
 def test_member_size_differs_from_manifest(copy_product, tmp_path: Path) -> None:
@@ -306,10 +313,9 @@ def test_member_size_differs_from_manifest(copy_product, tmp_path: Path) -> None
     size = (folder / "geometry_tn.nc").stat().st_size
     with open(folder / "geometry_tn.nc", "ab") as fh:
         fh.write(b"\0" * 10)
-    store = tmp_path / "store"
     with pytest.raises(ProductError, match=rf"geometry_tn\.nc: size mismatch: the manifest says {size} bytes, "
                                            rf"the file has {size + 10}"):
-        register_product(folder, store)
+        products.register(tmp_path / "store", folder)
     target = _zip_product(folder, tmp_path / "p.zip")
     with open_product(target) as product:
         with pytest.raises(ProductError, match=r"p\.zip!.*geometry_tn\.nc: size mismatch"):
@@ -385,11 +391,14 @@ def test_unreadable_zip_member(sim_product: Path, tmp_path: Path, member: str, f
         _patch_member(target, f"{sim_product.name}/{member}", **fields)
     where = re.escape(f"{target}!{sim_product.name}/{member}")
     with pytest.raises(ProductError, match=rf"^{where}: .*{problem}"):
-        register_product(target, tmp_path / "store")
+        products.register(tmp_path / "store", target)
     if member != MANIFEST_NAME:
         with open_product(target) as product, pytest.raises(ProductError, match=rf"^{where}: .*{problem}"):
             product.open_dataset(member)
-    assert _leftovers(tmp_path) == ["p.zip"]
+        with open_product(target) as product, pytest.raises(ProductError, match=rf"^{where}: .*{problem}"):
+            with product.open_netcdf(member):
+                pass
+    assert _written(tmp_path) == ["p.zip"]
 
 
 def _sim_manifest(sim_product: Path) -> str:
@@ -454,33 +463,33 @@ def test_manifest_doctype_refused(sim_product: Path, doctype: str) -> None:
 def test_manifest_product_name_is_validated(copy_product, tmp_path: Path) -> None:
     folder = copy_product()
     _edit_manifest(folder, f"<sentinel3:productName>{folder.name}<", "<sentinel3:productName>../../escaped<")
-    store = tmp_path / "area" / "store"
     with pytest.raises(ProductError, match=r"xfdumanifest\.xml: .*'\.\./\.\./escaped\.SEN3'.* is not an SL_1_RBT "
                                            r"product name"):
-        register_product(folder, store)
+        products.register(tmp_path / "area" / "store", folder)
     assert not list(tmp_path.rglob("escaped*"))
 
 
 # -- stored products ------------------------------------------------------------------------------
 
 def test_stored_product_is_checked(sim_product: Path, tmp_path: Path) -> None:
-    store = tmp_path / "products" / "k"
-    good = register_product(sim_product, store).path
-    assert stored_product(store) == good
+    key = product_id(sim_product.name)
+    store = products.folder(tmp_path, key)
+    good = products.register(tmp_path, sim_product).path
+    assert products.read(tmp_path, key) == good
     (store / "x.SEN3").mkdir()  # a second product beside it: which one would the stages read?
     with pytest.raises(ProductError, match=rf"^{re.escape(str(store))}: holds 2 products"):
-        stored_product(store)
+        products.read(tmp_path, key)
     (store / "x.SEN3").rmdir()
     moved = tmp_path / "elsewhere" / good.name
     moved.parent.mkdir()
     good.rename(moved)
     good.symlink_to(moved)  # the store's product is a link to a folder elsewhere
     with pytest.raises(ProductError, match=rf"^{re.escape(str(good))}: .*symbolic link"):
-        stored_product(store)
+        products.read(tmp_path, key)
     good.unlink()
     (store / "bad.SEN3").mkdir()
     with pytest.raises(ProductError, match=r"'bad\.SEN3'.* is not an SL_1_RBT product name"):
-        stored_product(store)
+        products.read(tmp_path, key)
 
 
 # -- 4. a write failure while registering ---------------------------------------------------------
@@ -488,12 +497,12 @@ def test_stored_product_is_checked(sim_product: Path, tmp_path: Path) -> None:
 _WRITE_LIMITED = r"""
 import errno, json, resource, signal, sys
 from pathlib import Path
-from cloudgan_core.stages import register_product
+from cloudgan_core.stages import products
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 try:
-    register_product(Path(sys.argv[1]), Path(sys.argv[2]))
+    products.register(Path(sys.argv[2]), Path(sys.argv[1]))
     print(json.dumps(None))
 except Exception as exc:
     chain, e = [], exc
@@ -509,7 +518,7 @@ def test_write_failure_while_registering_is_not_swallowed(sim_zip: Path, tmp_pat
     """Writing the copy fails for real (the kernel refuses to grow a file past RLIMIT_FSIZE, as it
     would on a full disk): the OSError reaches the caller (or a CloudGANError made from it by
     ``atomic``), never a "cannot read the product" message, and no half-written store remains."""
-    store = tmp_path / "store" / "products" / "k"
+    store = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", _WRITE_LIMITED, str(sim_zip), str(store)], capture_output=True,
                          text=True, env=env, timeout=60)
@@ -518,4 +527,4 @@ def test_write_failure_while_registering_is_not_swallowed(sim_zip: Path, tmp_pat
     assert chain, "the write limit did not stop the copy"
     assert any(code == errno.EFBIG for _, code, _ in chain), chain  # from the write
     assert not any("cannot read" in text for _, _, text in chain), chain
-    assert not store.exists() and _leftovers(store.parent) == []
+    assert _written(store) == []

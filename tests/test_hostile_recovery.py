@@ -38,7 +38,7 @@ from cloudgan_core.atomic import (DiskFullError, MissingInputError, atomic_dir, 
 from cloudgan_core.locks import LockHeldError, partition_lock, process_alive
 from cloudgan_core.simulate import product_name, simulate_product
 from cloudgan_core.slstr.product import product_id
-from cloudgan_core.stages import compute_false_color, compute_masks, register_product
+from cloudgan_core.stages import false_color, masks, products
 from cloudgan_core.storage import UnsafePathError, asset_dir
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text
 
@@ -142,11 +142,9 @@ def _tick(instance: dg.DagsterInstance):
 
 def _real_inputs(root: Path, sim_product: Path) -> str:
     """Register the simulated product and compute its masks and false colour under ``root``."""
-    key = product_id(sim_product.name)
-    register_product(sim_product, asset_dir(root, "products", key))
-    sen3 = next(asset_dir(root, "products", key).glob("*.SEN3"))
-    compute_masks(sen3, asset_dir(root, "masks", key))
-    compute_false_color(sen3, asset_dir(root, "false_color", key), save_reflectance=False)
+    key = products.register(root, sim_product, product_id(sim_product.name)).product
+    masks.build(root, key)
+    false_color.build(root, key, false_color.FalseColorConfig(save_reflectance=False))
     return key
 
 
@@ -206,11 +204,9 @@ def test_a_sigkilled_run_is_marked_failed_and_its_partition_retried_at_most_thre
 
 def test_a_stage_sweeps_only_the_stale_temporaries_of_its_own_output(tmp_path, sim_product, monkeypatch):
     root = tmp_path / "storage"
-    key = product_id(sim_product.name)
-    register_product(sim_product, asset_dir(root, "products", key))
-    sen3 = next(asset_dir(root, "products", key).glob("*.SEN3"))
+    key = products.register(root, sim_product).product
     out = asset_dir(root, "masks", key)
-    compute_masks(sen3, out)
+    masks.build(root, key)
     live = _python(KILLED_WRITER, str(out), "live", stdout=subprocess.PIPE, stdin=subprocess.PIPE)
     try:
         assert live.stdout.readline() == b"writing\n"
@@ -234,7 +230,7 @@ def test_a_stage_sweeps_only_the_stale_temporaries_of_its_own_output(tmp_path, s
         for name in (other_host, legacy, *unrelated):
             (out.parent / name).mkdir()
 
-        compute_masks(sen3, out)
+        masks.build(root, key)
         names = {p.name for p in out.parent.iterdir()}
         assert dir_temp not in names and link not in names and (outside / "keep.txt").is_file()
         assert file_temp in names  # a temporary of another output (notes.txt) is left to its writer
@@ -245,7 +241,7 @@ def test_a_stage_sweeps_only_the_stale_temporaries_of_its_own_output(tmp_path, s
         assert file_temp not in {p.name for p in out.parent.iterdir()}
 
         monkeypatch.setenv("CLOUDGAN_STALE_TEMP_HOURS", "0")
-        compute_masks(sen3, out)
+        masks.build(root, key)
         names = {p.name for p in out.parent.iterdir()}
         assert other_host not in names and legacy not in names
         assert by_pid[live.pid] <= names and set(unrelated) <= names
@@ -346,14 +342,17 @@ def test_tiles_alone_recovers_an_interrupted_false_color_and_names_a_missing_one
 
 def test_every_stage_input_names_the_asset_to_materialize(tmp_path):
     from cloudgan_core.dataset import build_quality_report, build_surface_pool, build_training_set, composite_product
-    from cloudgan_core.stages import generate_product_clouds, make_tiles, sort_product_tiles, stored_product
+    from cloudgan_core.stages import generate_product_clouds, sorted_tiles, tiles
 
     root, key = tmp_path, "S3A_KEY"
     cases = [
-        (lambda: stored_product(asset_dir(root, "products", key)), "products", key),
-        (lambda: make_tiles(asset_dir(root, "false_color", key), asset_dir(root, "masks", key),
-                            asset_dir(root, "tiles", key), product=key), "false_color", key),
-        (lambda: sort_product_tiles(asset_dir(root, "tiles", key), asset_dir(root, "sorted_tiles", key)), "tiles", key),
+        (lambda: products.read(root, key), "products", key),
+        (lambda: masks.build(root, key), "products", key),
+        (lambda: false_color.build(root, key), "products", key),
+        (lambda: tiles.build(root, key), "false_color", key),
+        (lambda: sorted_tiles.build(root, key), "tiles", key),
+        (lambda: masks.read(root, key), "masks", key),
+        (lambda: sorted_tiles.read(root, key), "sorted_tiles", key),
         (lambda: generate_product_clouds(asset_dir(root, "sorted_tiles", key), asset_dir(root, "c", key), None),
          "sorted_tiles", key),
         (lambda: build_surface_pool({key: asset_dir(root, "sorted_tiles", key)}, root / "surface_tiles"),

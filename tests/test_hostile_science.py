@@ -8,7 +8,10 @@ updated so the edited file passes verification). Config tests run real Dagster s
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -20,15 +23,18 @@ from pydantic import ValidationError
 
 from cloudgan_assets.assets import clouds, dataset, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
+from cloudgan_core.cover import CoverRange
 from cloudgan_core.errors import CloudGANError, ProductError
 from cloudgan_core.simulate import simulate_product
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS, scene_masks
 from cloudgan_core.slstr.geometry import solar_zenith
 from cloudgan_core.slstr.product import open_product
 from cloudgan_core.slstr.radiance import reflectance
-from cloudgan_core.stages import (compute_false_color, compute_masks, make_tiles, register_product,
-                                  sort_product_tiles, stored_product)
-from cloudgan_core.tiles import read_tiles, slice_tiles, sort_tiles
+from cloudgan_core.stages import false_color, masks, products, sorted_tiles
+from cloudgan_core.stages import tiles as tiles_stage
+from cloudgan_core.stages.tiles import read_group
+from cloudgan_core.storage import asset_dir
+from cloudgan_core.tiles import slice_tiles, sort_tiles
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox, resources_for
 
 TILE = 64
@@ -60,20 +66,29 @@ def _set_values(var: str, fn: Callable[[np.ndarray, dict], np.ndarray]) -> Calla
     return edit
 
 
-def _chain(product: Path, root: Path, *, tile_size: int = TILE) -> dict[str, Path]:
+@dataclass(frozen=True)
+class Chain:
+    """The per-product stages of one product under a storage root; ``chain[asset]`` is its folder."""
+
+    root: Path
+    key: str
+
+    def __getitem__(self, asset: str) -> Path:
+        return asset_dir(self.root, asset, self.key)
+
+
+def _chain(product: Path, root: Path, *, tile_size: int = TILE) -> Chain:
     """Register (MD5-verified), masks, false colour, tiles, sorted tiles: the per-product stages."""
-    d = {name: root / name for name in ("products", "masks", "false_color", "tiles", "sorted_tiles")}
-    register_product(product, d["products"])
-    stored = stored_product(d["products"])
-    compute_masks(stored, d["masks"])
-    compute_false_color(stored, d["false_color"])
-    make_tiles(d["false_color"], d["masks"], d["tiles"], product="p", tile_size=tile_size)
-    sort_product_tiles(d["tiles"], d["sorted_tiles"])
-    return d
+    key = products.register(root, product).product
+    masks.build(root, key)
+    false_color.build(root, key)
+    tiles_stage.build(root, key, tiles_stage.TilesConfig(tile_size=tile_size))
+    sorted_tiles.build(root, key)
+    return Chain(root, key)
 
 
 @pytest.fixture(scope="module")
-def baseline(sim_product: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def baseline(sim_product: Path, tmp_path_factory: pytest.TempPathFactory) -> Chain:
     """The stages on the unedited shared product (what the edited copies are compared with)."""
     return _chain(sim_product, tmp_path_factory.mktemp("baseline"))
 
@@ -114,8 +129,8 @@ def test_radiance_fill_makes_pixels_invalid_in_the_tiles(copy_product, update_ma
     assert not after.loc[hit, "gan_input"].any() and not after.loc[hit, "surface_candidate"].any()
     # the other tiles are untouched
     np.testing.assert_array_equal(after.loc[~hit, "valid_fraction"], before.loc[~hit, "valid_fraction"])
-    assert read_tiles(d["sorted_tiles"] / "gan_input").index == [
-        r for r in read_tiles(baseline["sorted_tiles"] / "gan_input").index if r["tile"] not in set(chosen["tile"])]
+    assert sorted_tiles.read(d.root, d.key).gan_input.index == [
+        r for r in read_group(baseline["sorted_tiles"] / "gan_input").index if r["tile"] not in set(chosen["tile"])]
 
 
 def test_all_radiance_fill_fails_the_partition(copy_product, update_manifest_md5, tmp_path):
@@ -124,11 +139,11 @@ def test_all_radiance_fill_fails_the_partition(copy_product, update_manifest_md5
     folder = copy_product()
     _edit_nc(folder, "S3_radiance_an.nc", _set_values("S3_radiance_an", lambda v, a: np.full_like(v, a["_FillValue"])))
     update_manifest_md5(folder, "S3_radiance_an.nc")
-    register_product(folder, tmp_path / "products")
-    stored = stored_product(tmp_path / "products")
-    compute_masks(stored, tmp_path / "masks")
+    key = products.register(tmp_path, folder).product
+    stored = products.read(tmp_path, key)
+    masks.build(tmp_path, key)
     with pytest.raises(ProductError, match=r"no valid visible pixel in S3A_SL_1_RBT___.*: .*all fill") as err:
-        compute_false_color(stored, tmp_path / "false_color")
+        false_color.build(tmp_path, key)
     assert str(stored) in str(err.value)
     assert not (tmp_path / "false_color").exists()
 
@@ -136,8 +151,9 @@ def test_all_radiance_fill_fails_the_partition(copy_product, update_manifest_md5
 def test_night_scene_fails_with_no_valid_visible_pixel(tmp_path):
     """The sun below the horizon everywhere: black image before, a clear error now."""
     path = simulate_product(tmp_path / "in", seed=4, rows=64, cols=128, sza_range=(95.0, 110.0))
+    key = products.register(tmp_path, path).product
     with pytest.raises(ProductError, match=r"no valid visible pixel in S3A_.*: .*night"):
-        compute_false_color(path, tmp_path / "false_color")
+        false_color.build(tmp_path, key)
     assert not (tmp_path / "false_color").exists()
 
 
@@ -145,11 +161,12 @@ def test_tiles_fail_when_no_pixel_is_valid(tmp_path):
     """Reflectance is finite (sun up), but every pixel is beyond the masks' solar-zenith limit:
     the tiles stage fails and says why instead of writing tiles that are all invalid."""
     path = simulate_product(tmp_path / "in", seed=4, rows=128, cols=128, sza_range=(86.0, 89.0))
-    compute_masks(path, tmp_path / "masks")
-    compute_false_color(path, tmp_path / "false_color")
-    with pytest.raises(ProductError, match=r"no valid visible pixel in prod: 0 of 16384 pixels .*"
+    key = products.register(tmp_path, path).product
+    masks.build(tmp_path, key)
+    false_color.build(tmp_path, key)
+    with pytest.raises(ProductError, match=rf"no valid visible pixel in {re.escape(key)}: 0 of 16384 pixels .*"
                                            r"solar zenith above the limit: 16384"):
-        make_tiles(tmp_path / "false_color", tmp_path / "masks", tmp_path / "tiles", product="prod", tile_size=TILE)
+        tiles_stage.build(tmp_path, key, tiles_stage.TilesConfig(tile_size=TILE))
     assert not (tmp_path / "tiles").exists()
 
 
@@ -164,10 +181,9 @@ def test_bad_solar_irradiance_of_one_detector_makes_its_pixels_invalid(copy_prod
         return values
 
     _edit_nc(folder, "S1_quality_an.nc", _set_values("S1_solar_irradiance_an", set_det2))
-    compute_false_color(folder, folder.parent / "fc")
-    valid = np.load(folder.parent / "fc" / "valid.npy").astype(bool)
-    refl = np.load(folder.parent / "fc" / "reflectance.npy")
-    image = np.load(folder.parent / "fc" / "false_color.npy")
+    with open_product(folder) as product:
+        data = false_color.compute(product)
+    valid, refl, image = data.valid.astype(bool), data.reflectance, data.image
     det2 = np.zeros(valid.shape, bool)
     det2[2::4] = True  # the simulator's detector of row r is r % 4
     assert np.isnan(refl[0][det2]).all() and not np.isinf(refl).any()
@@ -187,8 +203,8 @@ def test_unknown_detector_makes_its_pixels_invalid(copy_product, sim_truth):
         return values
 
     _edit_nc(folder, "indices_an.nc", _set_values("detector_an", damage))
-    compute_false_color(folder, folder.parent / "fc")
-    valid = np.load(folder.parent / "fc" / "valid.npy").astype(bool)
+    with open_product(folder) as product:
+        valid = false_color.compute(product).valid.astype(bool)
     assert not valid[10:12].any()
     np.testing.assert_array_equal(np.delete(valid, [10, 11], axis=0), ~np.delete(sim_truth.unfilled, [10, 11], axis=0))
 
@@ -265,22 +281,26 @@ def test_tie_row_with_a_single_finite_value_is_not_made_constant(copy_product):
 
 
 @pytest.mark.parametrize("fname", ["flags_an.nc", "geometry_tn.nc"])
-def test_zero_row_grids_are_clear_errors(copy_product, tmp_path, fname):
+def test_zero_row_grids_are_clear_errors(copy_product, update_manifest_md5, tmp_path, fname):
     folder = copy_product()
     _edit_nc(folder, fname, lambda ds: ds.isel(rows=slice(0, 0)))
+    update_manifest_md5(folder, fname)
+    key = products.register(tmp_path, folder).product
     expected = "flags_an.nc has 0 rows" if fname == "flags_an.nc" else "cannot interpolate along track with 0 rows"
     with pytest.raises(ProductError, match=expected) as err:
-        compute_masks(folder, tmp_path / "masks")
+        masks.build(tmp_path, key)
     assert fname in str(err.value)
     with pytest.raises(ProductError, match=expected):
-        compute_false_color(folder, tmp_path / "false_color")
+        false_color.build(tmp_path, key)
     assert not (tmp_path / "masks").exists() and not (tmp_path / "false_color").exists()
 
 
 def test_tile_larger_than_the_scene_is_an_error(baseline, tmp_path):
     """The old tiles stage wrote an empty tiles folder when no tile fits."""
-    with pytest.raises(ValueError, match=r"tile_size 4096 is larger than the scene 240 x 320 of prod"):
-        make_tiles(baseline["false_color"], baseline["masks"], tmp_path / "tiles", product="prod", tile_size=4096)
+    for asset in ("masks", "false_color"):
+        shutil.copytree(baseline[asset], asset_dir(tmp_path, asset, baseline.key))
+    with pytest.raises(ValueError, match=rf"tile_size 4096 is larger than the scene 240 x 320 of {baseline.key}"):
+        tiles_stage.build(tmp_path, baseline.key, tiles_stage.TilesConfig(tile_size=4096))
     assert not (tmp_path / "tiles").exists()
 
 
@@ -296,7 +316,6 @@ def _some_tiles():
     ({"edges": [0, 50, 120]}, "bin edges must increase strictly from 0 to 100 (percent), got [0.0, 50.0, 120.0]"),
     ({"min_valid_fraction": 1.5}, "min_valid_fraction must be within [0, 1], got 1.5"),
     ({"min_valid_fraction": float("nan")}, "min_valid_fraction must be within [0, 1], got nan"),
-    ({"gan_range": (95.0, 10.0)}, "gan cover range must satisfy 0 <= low < high <= 100 (percent), got (95, 10)"),
 ])
 def test_sort_tiles_validates_its_settings(kwargs, message):
     with pytest.raises(ValueError) as err:
@@ -304,12 +323,19 @@ def test_sort_tiles_validates_its_settings(kwargs, message):
     assert str(err.value) == message and isinstance(err.value, CloudGANError)
 
 
+def test_the_cover_range_is_checked_when_it_is_made():
+    with pytest.raises(ValueError) as err:
+        sort_tiles(_some_tiles(), cover=CoverRange(95.0, 10.0))
+    assert str(err.value) == ("cover range must satisfy 0 <= min_cover < max_cover <= 100 (percent), got "
+                              "min_cover=95.0, max_cover=10.0") and isinstance(err.value, CloudGANError)
+
+
 def test_sort_stage_checks_its_settings_before_reading(tmp_path):
     with pytest.raises(ValueError, match=r"bin edges must increase strictly from 0 to 100"):
-        sort_product_tiles(tmp_path / "no-tiles-here", tmp_path / "sorted", edges=[5, 50])
+        sorted_tiles.build(tmp_path, "p", sorted_tiles.SortedTilesConfig(bin_edges=[5, 50]))
     for bad in (30, 0, -8, 6.5, True):
         with pytest.raises(ValueError, match=r"tile_size must be a positive multiple of 4"):
-            make_tiles(tmp_path / "no-fc", tmp_path / "no-masks", tmp_path / "tiles", product="p", tile_size=bad)
+            tiles_stage.build(tmp_path, "p", tiles_stage.TilesConfig(tile_size=bad))
     assert not any(tmp_path.iterdir())
 
 
@@ -324,11 +350,12 @@ def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     (scenes.MasksConfig, {"max_solar_zenith": 95.0}, ["max_solar_zenith", "(0, 90] degrees"]),
     (scenes.MasksConfig, {"source": "guess"}, ["source", "summary_cloud"]),
     (tiles.TilesConfig, {"tile_size": 30}, ["tile_size", "positive multiple of 4"]),
-    (tiles.SortConfig, {"bin_edges": [5, 50]}, ["bin_edges", "from 0 to 100"]),
-    (tiles.SortConfig, {"min_valid_fraction": 1.5}, ["min_valid_fraction", "[0, 1]"]),
-    (tiles.SortConfig, {"gan_min_cover": 95.0, "gan_max_cover": 10.0}, ["gan_min_cover", "gan_max_cover",
-                                                                        "0 <= low < high <= 100"]),
-    (clouds.CloudsConfig, {"min_cover": 50.0, "max_cover": 50.0}, ["min_cover", "max_cover", "0 <= low < high"]),
+    (tiles.SortedTilesConfig, {"bin_edges": [5, 50]}, ["bin_edges", "from 0 to 100"]),
+    (tiles.SortedTilesConfig, {"min_valid_fraction": 1.5}, ["min_valid_fraction", "[0, 1]"]),
+    (tiles.SortedTilesConfig, {"min_cover": 95.0, "max_cover": 10.0}, ["min_cover", "max_cover",
+                                                                       "0 <= min_cover < max_cover <= 100"]),
+    (clouds.CloudsConfig, {"min_cover": 50.0, "max_cover": 50.0}, ["min_cover", "max_cover",
+                                                                   "0 <= min_cover < max_cover"]),
     (clouds.CloudsConfig, {"max_cover": 150.0}, ["max_cover", "<= 100"]),
     (dataset.CompositesConfig, {"min_opacity": 0.9, "max_opacity": 0.5}, ["min_opacity", "max_opacity"]),
     (dataset.CompositesConfig, {"max_opacity": 1.5}, ["max_opacity", "[0, 1]"]),
@@ -350,7 +377,7 @@ def test_config_classes_validate(cls, values, texts):
 
 
 def test_config_defaults_are_valid():
-    for cls in (scenes.MasksConfig, scenes.FalseColorConfig, tiles.TilesConfig, tiles.SortConfig,
+    for cls in (scenes.MasksConfig, scenes.FalseColorConfig, tiles.TilesConfig, tiles.SortedTilesConfig,
                 clouds.CloudsConfig, dataset.CompositesConfig, dataset.TrainingSetConfig, dataset.SurfaceTilesConfig):
         cls()
 
@@ -386,8 +413,8 @@ def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
     ("tiles", {"tile_size": 4096}, ["tile_size 4096 is larger than the scene 192 x 256 of S3A_"]),
     ("sorted_tiles", {"bin_edges": [5.0, 50.0]}, ["bin_edges", "must increase strictly from 0 to 100 (percent)"]),
     ("sorted_tiles", {"min_valid_fraction": 1.5}, ["min_valid_fraction", "must be within [0, 1], got 1.5"]),
-    ("sorted_tiles", {"gan_min_cover": 95.0, "gan_max_cover": 10.0},
-     ["gan_min_cover/gan_max_cover must satisfy 0 <= low < high <= 100 (percent), got (95, 10)"]),
+    ("sorted_tiles", {"min_cover": 95.0, "max_cover": 10.0},
+     ["cover range must satisfy 0 <= min_cover < max_cover <= 100 (percent), got min_cover=95.0, max_cover=10.0"]),
 ])
 def test_bad_config_fails_the_step_and_keeps_the_stored_output(materialized, asset, config, texts):
     tmp, key, instance = materialized

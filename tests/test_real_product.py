@@ -18,7 +18,7 @@ from cloudgan_core.slstr.geometry import grid_attrs, solar_zenith
 from cloudgan_core.slstr.manifest import MANIFEST_NAME
 from cloudgan_core.slstr.product import MASK_FILES, Product, open_product
 from cloudgan_core.slstr.radiance import reflectance
-from cloudgan_core.stages import compute_false_color, compute_masks, register_product
+from cloudgan_core.stages import false_color, masks, products
 
 AN_SHAPE, IN_SHAPE, TN_SHAPE = (2396, 3000), (1198, 1500), (1198, 130)
 
@@ -146,16 +146,19 @@ def test_missing_radiance_is_a_clear_error(real: Product, real_sza: np.ndarray, 
     with pytest.raises(ProductError) as err:
         reflectance(real, "S1", real_sza)
     assert str(real_product_dir) in str(err.value) and "missing required file S1_radiance_an.nc" in str(err.value)
-    store = tmp_path / "products" / real.id
+    store = products.folder(tmp_path, real.id)
     with pytest.raises(ProductError, match="missing required file S1_radiance_an.nc"):
-        register_product(real_product_dir, store)
+        products.register(tmp_path, real_product_dir)
     assert not store.exists()
 
 
-def test_stages_on_the_partial_product(real_product_dir: Path, tmp_path: Path) -> None:
-    result = compute_masks(real_product_dir, tmp_path / "masks", source="bayes", verify=True)
-    assert result.figures["rows"] == AN_SHAPE[0] and result.figures["columns"] == AN_SHAPE[1]
-    assert result.figures["cloud_fraction"] == pytest.approx(0.972, abs=0.0015)
-    assert result.notes and "255" in result.notes[0]
+def test_stages_on_the_partial_product(real: Product) -> None:
+    real.verify(MASK_FILES)
+    data = masks.compute(real, masks.MasksConfig(source="bayes"))
+    figures = masks.MasksResult(Path("unused"), data).figures()
+    assert figures["rows"] == AN_SHAPE[0] and figures["columns"] == AN_SHAPE[1]
+    assert figures["cloud_fraction"] == pytest.approx(0.972, abs=0.0015)
+    assert data.summary.notes and "255" in data.summary.notes[0]
+    assert not masks.plausibility(data.summary).passed  # sea ice trips the gross-cloud test
     with pytest.raises(ProductError, match="missing required file S1_radiance_an.nc"):
-        compute_false_color(real_product_dir, tmp_path / "fc")
+        false_color.compute(real)

@@ -18,9 +18,10 @@ from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import scene_masks
 from cloudgan_core.slstr.geometry import solar_zenith
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, parse_manifest
-from cloudgan_core.slstr.product import PIPELINE_FILES, open_product, product_id
+from cloudgan_core.slstr.product import MASK_FILES, PIPELINE_FILES, open_product, product_id
 from cloudgan_core.slstr.radiance import detector_index, reflectance
-from cloudgan_core.stages import compute_false_color, compute_masks, find_in_inbox, inbox_products, register_product
+from cloudgan_core.stages import false_color, masks, products
+from cloudgan_core.stages.products import find_in_inbox, inbox_products
 
 
 def _md5(path: Path) -> str:
@@ -81,10 +82,11 @@ def test_zip_is_read_without_unpacking(sim_zip: Path) -> None:
 
 def test_register_product_from_zip_verifies_and_copies(sim_zip: Path, tmp_path: Path) -> None:
     store = tmp_path / "store" / "products" / product_id(sim_zip.name)
-    result = register_product(sim_zip, store, expected_id=product_id(sim_zip.name))
+    result = products.register(tmp_path / "store", sim_zip, product_id(sim_zip.name))
     assert result.path == store / (product_id(sim_zip.name) + ".SEN3")
+    assert products.read(tmp_path / "store", product_id(sim_zip.name)) == result.path
     # every pipeline file but the manifest (which has no MD5 of its own), plus the optional indices_an.nc
-    assert result.figures["files_verified"] == len(PIPELINE_FILES) - 1 + 1
+    assert result.figures()["files_verified"] == result.files_verified == len(PIPELINE_FILES) - 1 + 1
     assert (result.path / "indices_an.nc").is_file() and (result.path / MANIFEST_NAME).is_file()
     record = json.loads((store / "product.json").read_text())
     for name, digest in record["md5"].items():
@@ -95,7 +97,7 @@ def test_register_product_from_zip_verifies_and_copies(sim_zip: Path, tmp_path: 
 
 def test_register_product_wrong_expected_id(sim_product: Path, tmp_path: Path) -> None:
     with pytest.raises(ProductError, match="expected S3B_other"):
-        register_product(sim_product, tmp_path / "store", expected_id="S3B_other")
+        products.register(tmp_path / "store", sim_product, "S3B_other")
 
 
 # -- bad containers ---------------------------------------------------------------------------
@@ -159,9 +161,9 @@ def test_other_product_type(copy_product, zip_folder, tmp_path: Path, as_zip: bo
 def test_missing_required_file(copy_product, tmp_path: Path) -> None:
     folder = copy_product()
     (folder / "S3_radiance_an.nc").unlink()
-    store = tmp_path / "store" / "products" / "p"
+    store = products.folder(tmp_path / "store", product_id(folder.name))
     with pytest.raises(ProductError) as err:
-        register_product(folder, store)
+        products.register(tmp_path / "store", folder)
     assert str(folder) in str(err.value) and "missing required file S3_radiance_an.nc" in str(err.value)
     assert not store.exists() and _leftovers(store.parent) == []
     with open_product(folder) as product:
@@ -169,8 +171,8 @@ def test_missing_required_file(copy_product, tmp_path: Path) -> None:
         reflectance(product, "S1", sza)  # S1 is still there
         with pytest.raises(ProductError, match="missing required file S3_radiance_an.nc"):
             reflectance(product, "S3", sza)
-    with pytest.raises(ProductError, match="missing required file S3_radiance_an.nc"):
-        compute_false_color(folder, tmp_path / "fc")
+    with open_product(folder) as product, pytest.raises(ProductError, match="missing required file S3_radiance_an.nc"):
+        false_color.compute(product)
 
 
 def test_variable_missing_from_file(copy_product) -> None:
@@ -194,9 +196,9 @@ def test_md5_mismatch(copy_product, tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-100:-90] = bytes(b ^ 0xFF for b in data[-100:-90])
     path.write_bytes(bytes(data))
-    store = tmp_path / "store" / "products" / "p"
+    store = products.folder(tmp_path / "store", product_id(folder.name))
     with pytest.raises(ProductError) as err:
-        register_product(folder, store)
+        products.register(tmp_path / "store", folder)
     msg = str(err.value)
     assert str(path) in msg and "MD5 mismatch" in msg
     assert not store.exists() and _leftovers(store.parent) == []  # nothing half-registered
@@ -204,8 +206,8 @@ def test_md5_mismatch(copy_product, tmp_path: Path) -> None:
         product.verify(["geometry_tn.nc", "S1_radiance_an.nc"])  # the untouched files still pass
         with pytest.raises(ProductError, match=r"flags_an\.nc: MD5 mismatch: manifest says [0-9a-f]{32}, file has"):
             product.verify(["flags_an.nc"])
-    with pytest.raises(ProductError, match=r"flags_an\.nc: MD5 mismatch"):
-        compute_masks(folder, tmp_path / "masks", verify=True)
+    with open_product(folder) as product, pytest.raises(ProductError, match=r"flags_an\.nc: MD5 mismatch"):
+        product.verify(MASK_FILES)  # what a caller of masks.compute checks first when the product is not registered
 
 
 def test_md5_mismatch_inside_zip(copy_product, zip_folder, tmp_path: Path) -> None:
@@ -215,7 +217,7 @@ def test_md5_mismatch_inside_zip(copy_product, zip_folder, tmp_path: Path) -> No
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
     target = zip_folder(folder, tmp_path / "bad.zip")
     with pytest.raises(ProductError) as err:
-        register_product(target, tmp_path / "store")
+        products.register(tmp_path / "store", target)
     assert f"{target}!{folder.name}/geometry_tn.nc" in str(err.value) and "MD5 mismatch" in str(err.value)
 
 
@@ -237,9 +239,10 @@ def test_garbage_netcdf_with_matching_md5(copy_product, update_manifest_md5, tmp
         with pytest.raises(ProductError) as err:
             scene_masks(product)
     assert str(path) in str(err.value) and "not a readable netCDF file" in str(err.value)
-    register_product(folder, tmp_path / "store")  # registering only checks MD5s...
+    key = products.register(tmp_path / "store", folder).product  # registering only checks MD5s...
     with pytest.raises(ProductError, match="flags_an.nc: not a readable netCDF file"):
-        compute_masks(tmp_path / "store" / folder.name, tmp_path / "masks")  # ...the masks stage fails clearly
+        masks.build(tmp_path / "store", key)  # ...the masks stage fails clearly
+    assert not masks.folder(tmp_path / "store", key).exists()
 
 
 def test_corrupt_data_chunk_with_matching_md5(copy_product, update_manifest_md5) -> None:

@@ -17,7 +17,9 @@ from cloudgan_core.slstr.flags import flag_bits, scene_masks
 from cloudgan_core.slstr.geometry import fill_nan_columns, parse_resolution, solar_zenith, tie_to_image
 from cloudgan_core.slstr.product import open_product
 from cloudgan_core.slstr.radiance import ADJUSTMENT_FACTORS, detector_index, false_color, reflectance, solar_irradiance
-from cloudgan_core.stages import compute_false_color, compute_masks
+from cloudgan_core.stages import false_color as false_color_stage
+from cloudgan_core.stages import masks as masks_stage
+from cloudgan_core.stages import products
 
 CONF_NAMES = CONFIDENCE_MEANINGS.split()
 SUMMARY_CLOUD = 1 << CONF_NAMES.index("summary_cloud")
@@ -147,9 +149,11 @@ def test_bayes_falls_back_with_a_note(sim_product: Path, sim_truth, tmp_path: Pa
     assert masks.source == "summary_cloud"
     assert len(masks.notes) == 1 and "bayes_an is 255 everywhere" in masks.notes[0]
     np.testing.assert_array_equal(masks.cloud, sim_truth.cloud & ~sim_truth.unfilled)
-    result = compute_masks(sim_product, tmp_path / "masks", source="bayes")
-    record = json.loads((tmp_path / "masks" / "masks.json").read_text())
-    assert record["cloud_source"] == "summary_cloud" and record["notes"] == masks.notes == result.notes
+    key = products.register(tmp_path, sim_product).product
+    result = masks_stage.build(tmp_path, key, masks_stage.MasksConfig(source="bayes"))
+    record = json.loads((masks_stage.folder(tmp_path, key) / "masks.json").read_text())
+    assert record["cloud_source"] == "summary_cloud" and record["notes"] == masks.notes == list(result.notes)
+    assert masks_stage.read(tmp_path, key).summary == result.data.summary
 
 
 def test_bayes_used_when_computed(tmp_path: Path) -> None:
@@ -192,11 +196,13 @@ def test_grid_sizes_come_from_the_files(tmp_path: Path) -> None:
             assert dict(ds.sizes) == {"rows": 118, "columns": ds.sizes["columns"]}
         masks = scene_masks(product)
     assert masks.shape == (236, 300)
-    result = compute_false_color(path, tmp_path / "fc")
-    image = np.load(tmp_path / "fc" / "false_color.npy")
+    key = products.register(tmp_path / "store", path).product
+    result = false_color_stage.build(tmp_path / "store", key)
+    fc = false_color_stage.folder(tmp_path / "store", key)
+    image = np.load(fc / "false_color.npy")
     assert image.shape == (236, 300, 3) and image.dtype == np.uint8
-    assert np.load(tmp_path / "fc" / "reflectance.npy").shape == (3, 236, 300)
-    assert (result.figures["rows"], result.figures["columns"]) == (236, 300)
+    assert np.load(fc / "reflectance.npy").shape == (3, 236, 300)
+    assert (result.figures()["rows"], result.figures()["columns"]) == (236, 300)
 
 
 # -- geometry ------------------------------------------------------------------------------------
@@ -310,10 +316,13 @@ def test_false_color_formula() -> None:
 
 
 def test_false_color_stage_matches_reflectance(sim_product: Path, sim_reflectance: dict, tmp_path: Path) -> None:
-    compute_false_color(sim_product, tmp_path / "fc")
-    image = np.load(tmp_path / "fc" / "false_color.npy")
+    key = products.register(tmp_path, sim_product).product
+    false_color_stage.build(tmp_path, key)
+    fc = false_color_stage.folder(tmp_path, key)
+    image = np.load(fc / "false_color.npy")
     np.testing.assert_array_equal(image, false_color(sim_reflectance["S1"], sim_reflectance["S3"], sim_reflectance["S5"]))
-    refl = np.load(tmp_path / "fc" / "reflectance.npy")
+    refl = np.load(fc / "reflectance.npy")
     np.testing.assert_array_equal(refl[1], sim_reflectance["S3"])
-    compute_false_color(sim_product, tmp_path / "fc_raw", adjust=False)
-    np.testing.assert_array_equal(np.load(tmp_path / "fc_raw" / "reflectance.npy")[0], sim_reflectance["S1_raw"])
+    with open_product(sim_product) as product:
+        raw = false_color_stage.compute(product, false_color_stage.FalseColorConfig(adjustment_factors=False))
+    np.testing.assert_array_equal(raw.reflectance[0], sim_reflectance["S1_raw"])

@@ -9,10 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cloudgan_core.cover import CoverRange
+from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
-from cloudgan_core.stages import compute_false_color, compute_masks, make_tiles, sort_product_tiles
-from cloudgan_core.tiles import (INDEX_COLUMNS, Tiles, bin_counts, check_tile_size, cover_bin, read_tiles,
-                                 slice_tiles, sort_tiles, tile_origins, write_tiles)
+from cloudgan_core.stages import false_color, masks, products, sorted_tiles
+from cloudgan_core.stages import tiles as tiles_stage
+from cloudgan_core.stages.tiles import read_group, write_group
+from cloudgan_core.tiles import (INDEX_COLUMNS, Tiles, bin_counts, check_tile_size, cover_bin, slice_tiles,
+                                 sort_tiles)
 
 B = PIXEL_FLAG_BITS
 CLEAR_DAY = B["valid"] | B["day"] | B["sza_ok"] | B["ocean"]
@@ -55,7 +59,7 @@ def test_ragged_remainder_is_skipped() -> None:
     assert tiles.images.shape == (10, 100, 100, 3) and tiles.masks.shape == (10, 100, 100)
     assert tiles.images.dtype == np.uint8 and tiles.masks.dtype == np.uint8
     positions = [(r["row"], r["col"]) for r in tiles.index]
-    assert positions == tile_origins((250, 530), 100) == [(r, c) for r in (0, 100) for c in range(0, 500, 100)]
+    assert positions == [(r, c) for r in (0, 100) for c in range(0, 500, 100)]
     for k, (r, c) in enumerate(positions):
         np.testing.assert_array_equal(tiles.images[k], image[r:r + 100, c:c + 100])
         np.testing.assert_array_equal(tiles.masks[k], (flags[r:r + 100, c:c + 100] & B["cloud"]) != 0)
@@ -118,7 +122,7 @@ def test_sort_bins_at_the_edges() -> None:
 def test_gan_input_agrees_with_the_bin_for_custom_edges() -> None:
     # 100 * 0.07 == 7.000000000000001 in floating point: the bin and the GAN range must still agree
     image, flags = _scene_with_cover([7.0, 7.01, 50.0])
-    tiles = sort_tiles(slice_tiles(image, flags, "p", 100), edges=(0, 7, 50, 100), gan_range=(7, 50))
+    tiles = sort_tiles(slice_tiles(image, flags, "p", 100), edges=(0, 7, 50, 100), cover=CoverRange(7, 50))
     assert [r["bin"] for r in tiles.index] == ["0-7", "7-50", "7-50"]
     assert [r["gan_input"] for r in tiles.index] == [False, True, True]
 
@@ -157,12 +161,12 @@ def test_surface_candidates_need_valid_day_clear_snowfree() -> None:
 def test_write_read_round_trip_and_pandas(tmp_path: Path) -> None:
     image, flags = _random_scene(128, 192, seed=9)
     tiles = sort_tiles(slice_tiles(image, flags, "S3A_SL_1_RBT____x", 64))
-    write_tiles(tmp_path / "t", tiles)
-    back = read_tiles(tmp_path / "t")
+    write_group(tmp_path / "t", tiles)
+    back = read_group(tmp_path / "t", mmap=False)
     np.testing.assert_array_equal(back.images, tiles.images)
     np.testing.assert_array_equal(back.masks, tiles.masks)
     assert back.index == tiles.index
-    mm = read_tiles(tmp_path / "t", mmap=True)
+    mm = read_group(tmp_path / "t")
     assert isinstance(mm.images, np.memmap) and np.array_equal(mm.masks, tiles.masks)
     index = pd.read_csv(tmp_path / "t" / "index.csv")
     assert list(index.columns) == list(INDEX_COLUMNS)
@@ -176,37 +180,55 @@ def test_write_read_round_trip_and_pandas(tmp_path: Path) -> None:
     assert [r["tile"] for r in sub.index] == [4, 1]
 
 
+def test_a_group_whose_index_disagrees_with_its_arrays_is_refused(tmp_path: Path) -> None:
+    image, flags = _random_scene(128, 192, seed=9)
+    tiles = slice_tiles(image, flags, "p", 64)
+    write_group(tmp_path / "t", tiles)
+    tiles_stage.write_index(tmp_path / "t" / "index.csv", tiles.index[:-1])  # a row lost
+    with pytest.raises(ProductError, match=r"holds 6 images, 6 masks and 5 index rows"):
+        read_group(tmp_path / "t")
+
+
 def test_empty_tiles_round_trip(tmp_path: Path) -> None:
     tiles = sort_tiles(Tiles(np.zeros((0, 64, 64, 3), np.uint8), np.zeros((0, 64, 64), np.uint8), []))
-    write_tiles(tmp_path / "e", tiles)
-    back = read_tiles(tmp_path / "e")
+    write_group(tmp_path / "e", tiles)
+    back = read_group(tmp_path / "e")
     assert len(back) == 0 and back.images.shape == (0, 64, 64, 3)
     assert len(pd.read_csv(tmp_path / "e" / "index.csv")) == 0
 
 
 def test_tile_stages_on_a_simulated_product(sim_product: Path, sim_truth, tmp_path: Path) -> None:
-    compute_masks(sim_product, tmp_path / "masks")
-    compute_false_color(sim_product, tmp_path / "fc")
-    visible = np.load(tmp_path / "fc" / "valid.npy")
+    key = products.register(tmp_path, sim_product).product
+    masks.build(tmp_path, key)
+    false_color.build(tmp_path, key)
+    visible = np.load(false_color.folder(tmp_path, key) / "valid.npy")
     np.testing.assert_array_equal(visible, ~sim_truth.unfilled)  # daytime scene: only the fill columns
-    result = make_tiles(tmp_path / "fc", tmp_path / "masks", tmp_path / "tiles", product="p", tile_size=64)
+    result = tiles_stage.build(tmp_path, key, tiles_stage.TilesConfig(tile_size=64))
     rows, cols = sim_truth.cloud.shape
-    assert result.figures["tiles"] == (rows // 64) * (cols // 64)  # 240 x 320: ragged bottom rows skipped
-    tiles = read_tiles(tmp_path / "tiles")
-    image = np.load(tmp_path / "fc" / "false_color.npy")
+    assert result.figures()["tiles"] == (rows // 64) * (cols // 64)  # 240 x 320: ragged bottom rows skipped
+    assert result.figures()["index"] == tiles_stage.folder(tmp_path, key) / "index.csv"
+    preview = result.preview()
+    assert preview.image.ndim == 3 and preview.max_side == 720  # false colour | mask, with the tile grid
+    tiles = tiles_stage.read(tmp_path, key)
+    assert tiles.index == result.tiles.index and [r["product"] for r in tiles.index] == [key] * len(tiles)
+    image = np.load(false_color.folder(tmp_path, key) / "false_color.npy")
     for k, row in enumerate(tiles.index):
         r, c = row["row"], row["col"]
         np.testing.assert_array_equal(tiles.images[k], image[r:r + 64, c:c + 64])
         truth = sim_truth.cloud[r:r + 64, c:c + 64] & ~sim_truth.unfilled[r:r + 64, c:c + 64]
         np.testing.assert_array_equal(tiles.masks[k], truth)
-    sorted_result = sort_product_tiles(tmp_path / "tiles", tmp_path / "sorted")
-    index = pd.read_csv(tmp_path / "sorted" / "index.csv")
+    sorted_result = sorted_tiles.build(tmp_path, key)
+    figures = sorted_result.figures()
+    index = pd.read_csv(sorted_tiles.folder(tmp_path, key) / "index.csv")
     assert len(index) == len(tiles)
-    assert sum(v for k, v in sorted_result.figures.items() if k.startswith("bin_")) == len(tiles)
+    assert sum(v for k, v in figures.items() if k.startswith("bin_")) == len(tiles)
+    stored = sorted_tiles.read(tmp_path, key)
+    assert stored.index == sorted_result.data.index and len(stored.index) == len(tiles)
     for group, column in (("surface", "surface_candidate"), ("gan_input", "gan_input")):
-        part = read_tiles(tmp_path / "sorted" / group)
+        part = getattr(stored, group)
+        assert isinstance(part.images, np.memmap) and part.index == read_group(sorted_tiles.folder(tmp_path, key) / group).index
         chosen = index[index[column]]
-        assert len(part) == len(chosen) == sorted_result.figures[{"surface": "surface_candidates"}.get(group, "gan_inputs")]
+        assert len(part) == len(chosen) == figures[{"surface": "surface_candidates"}.get(group, "gan_inputs")]
         for k, tile_no in enumerate(chosen["tile"]):
             np.testing.assert_array_equal(part.masks[k], tiles.masks[tile_no])
     assert index["gan_input"].any()  # the default scene has partly cloudy tiles

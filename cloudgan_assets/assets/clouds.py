@@ -13,7 +13,7 @@ from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, GeneratorModel, TorchDevice
 from cloudgan_core.preview import grid
 from cloudgan_core.stages import collect_training_tiles, generate_product_clouds
-from cloudgan_core.tiles import check_cover_range
+from cloudgan_core.cover import CoverRange
 
 #: Kubernetes users (dagster-k8s run/step launchers) get one GPU for the generator step.
 GPU_K8S_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
@@ -26,7 +26,7 @@ class CloudsConfig(dg.Config):
 
     @model_validator(mode="after")
     def _cover(self) -> "CloudsConfig":
-        check_cover_range(self.min_cover, self.max_cover, what="min_cover/max_cover")
+        CoverRange(self.min_cover, self.max_cover)
         return self
 
 

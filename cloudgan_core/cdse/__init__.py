@@ -19,7 +19,8 @@ from cloudgan_core.cdse.catalogue import (
     search_products,
 )
 from cloudgan_core.cdse.config import MAX_CONNECTIONS, CdseCredentials, CdseEndpoints
-from cloudgan_core.cdse.discovery import DiscoveryCursor, DiscoveryPlan, plan_additions, search_window
+from cloudgan_core.cdse.discovery import (Discovery, DiscoveryConfig, DiscoveryCursor, DiscoveryPlan, discover,
+                                          plan_additions, search_window)
 from cloudgan_core.cdse.download import download_product, md5_file, node_url, product_url
 from cloudgan_core.cdse.errors import (
     CdseAuthError,
@@ -47,6 +48,8 @@ __all__ = [
     "CdseNotFoundError",
     "CdseOfflineError",
     "CdseRequestError",
+    "Discovery",
+    "DiscoveryConfig",
     "DiscoveryCursor",
     "DiscoveryPlan",
     "ProductInfo",
@@ -54,6 +57,7 @@ __all__ = [
     "SearchQuery",
     "TokenManager",
     "TransferLimits",
+    "discover",
     "download_product",
     "find_product_by_name",
     "iter_products",

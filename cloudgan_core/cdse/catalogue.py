@@ -33,6 +33,7 @@ from cloudgan_core.cdse.http import (
     read_body,
     url_path,
 )
+from cloudgan_core.cover import CoverRange
 from cloudgan_core.slstr.names import ProductNameError, validate_product_id
 
 COLLECTION = "SENTINEL-3"
@@ -90,8 +91,9 @@ class SearchQuery:
     footprint_wkt
         Area of interest as a WKT ``POLYGON``/``MULTIPOLYGON`` in lon/lat (EPSG:4326), or None.
     cloud_cover
-        ``(min, max)`` percent of cloudy pixels (the ``cloudCover`` attribute), or None.
-        The default 10-95 % keeps scenes that have both clouds and clear sky.
+        The range of the ``cloudCover`` attribute (percent of cloudy pixels, ``(min, max]``; see
+        :class:`~cloudgan_core.cover.CoverRange`), or None. The default (10, 95] % keeps scenes
+        that have both clouds and clear sky.
     timeliness
         ``"NT"`` (non time critical, best quality), ``"ST"``, ``"NR"`` (near real time) or None.
     platform
@@ -113,7 +115,7 @@ class SearchQuery:
     start: datetime
     end: datetime
     footprint_wkt: str | None = None
-    cloud_cover: tuple[float, float] | None = (10.0, 95.0)
+    cloud_cover: CoverRange | None = CoverRange()
     timeliness: Timeliness | None = None
     platform: Platform | None = None
     orbit_direction: str | None = "DESCENDING"
@@ -126,10 +128,8 @@ class SearchQuery:
     def __post_init__(self) -> None:
         if _utc(self.end) <= _utc(self.start):
             raise CdseConfigError(f"search end {self.end} is not after start {self.start}")
-        if self.cloud_cover is not None:
-            lo, hi = self.cloud_cover
-            if not 0.0 <= lo <= hi <= 100.0:
-                raise CdseConfigError(f"cloud_cover must be (min, max) within 0-100 %, got {self.cloud_cover}")
+        if self.cloud_cover is not None and not isinstance(self.cloud_cover, CoverRange):
+            raise CdseConfigError(f"cloud_cover must be a CoverRange (percent) or None, got {self.cloud_cover!r}")
         if self.timeliness not in (None, "NT", "ST", "NR"):
             raise CdseConfigError(f"timeliness must be NT, ST, NR or None, got {self.timeliness!r}")
         if self.platform not in (None, "S3A", "S3B"):
@@ -165,9 +165,10 @@ class SearchQuery:
         if self.footprint_wkt is not None:
             wkt = " ".join(self.footprint_wkt.split())
             parts.append(f"OData.CSC.Intersects(area=geography'SRID=4326;{wkt}')")
-        if self.cloud_cover is not None:
-            parts.append(_double_attr("cloudCover", "ge", self.cloud_cover[0]))
-            parts.append(_double_attr("cloudCover", "le", self.cloud_cover[1]))
+        if self.cloud_cover is not None:  # (min, max], and [0, max] from 0, as CoverRange.contains
+            lo = self.cloud_cover.min
+            parts.append(_double_attr("cloudCover", "ge" if lo == 0 else "gt", lo))
+            parts.append(_double_attr("cloudCover", "le", self.cloud_cover.max))
         if self.timeliness is not None:
             parts.append(_string_attr("timeliness", self.timeliness))
         if self.platform is not None:

@@ -1,19 +1,30 @@
-"""Pure helpers for a discovery sensor: the search window, and "what is new" with a cursor.
+"""Discovery of new products on CDSE: the one search that the discovery sensor, the
+``discover_daily`` schedule and the ``discover_products`` job all run (:func:`discover`).
 
-The cursor remembers which products were already added (name -> sensing start) so that nothing
-is added twice, also after a restart (Dagster stores the cursor string). Entries older than the
-search window are dropped, since a search can no longer return them; the cursor stays small.
+What is searched is a :class:`DiscoveryConfig` (the ``discovery`` resource). The cursor remembers
+which products were already added (name -> sensing start) so that nothing is added twice, also
+after a restart (the sensor's cursor is stored by Dagster; the job's in the storage root, see
+:func:`cursor_file`). Entries older than the search window are dropped, since a search can no
+longer return them; the cursor stays small.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
 
-from cloudgan_core.cdse.catalogue import ProductInfo
+from pydantic import Field, field_validator
+
+from cloudgan_core.atomic import write_text
+from cloudgan_core.cdse.catalogue import ProductInfo, SearchQuery
 from cloudgan_core.cdse.errors import CdseConfigError
+from cloudgan_core.cover import CoverFields
+from cloudgan_core.settings import check_choice, check_count, check_positive
+from cloudgan_core.storage import inside
 
 
 def search_window(now: datetime, lookback: timedelta, delay: timedelta = timedelta(0)) -> tuple[datetime, datetime]:
@@ -145,3 +156,101 @@ def plan_additions(
         new.append(info)
         out.added[info.name] = info.content_start.isoformat()
     return DiscoveryPlan(new=new, cursor=out, skipped_known=skipped, deferred=deferred)
+
+
+class DiscoveryConfig(CoverFields):
+    """What discovery searches for (the ``discovery`` resource; the README's search table)."""
+
+    lookback_days: float = Field(3.0, description="sensing-time window before now that is searched (days)")
+    footprint_wkt: Optional[str] = Field(None, description="WKT polygon in lon/lat, e.g. POLYGON((5 45, 15 45, "
+                                                           "15 55, 5 55, 5 45)); none: the whole Earth")
+    min_cover: float = Field(10.0, description="the catalogue's cloudCover: above this (percent) ...")
+    max_cover: float = Field(95.0, description="... and at most this (percent): scenes with both cloud and clear "
+                                               "sky")
+    timeliness: Optional[str] = Field(None, description="NT (non time critical), ST or NR (near real time); none: any")
+    platform: Optional[str] = Field(None, description="S3A or S3B; none: both")
+    orbit_direction: Optional[str] = Field("DESCENDING", description="DESCENDING (daytime passes) or ASCENDING; none: "
+                                                                     "both")
+    max_products: int = Field(10, description="most products added per search (the rest wait for the next one)")
+
+    @field_validator("lookback_days")
+    @classmethod
+    def _lookback(cls, value: float) -> float:
+        return check_positive("lookback_days", value)
+
+    @field_validator("max_products")
+    @classmethod
+    def _max_products(cls, value: int) -> int:
+        return check_count("max_products", value, 0)
+
+    @field_validator("timeliness")
+    @classmethod
+    def _timeliness(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_choice("timeliness", value, ("NT", "ST", "NR"))
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_choice("platform", value, ("S3A", "S3B"))
+
+    @field_validator("orbit_direction")
+    @classmethod
+    def _orbit_direction(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_choice("orbit_direction", value, ("DESCENDING", "ASCENDING"))
+
+    def query(self, now: datetime) -> SearchQuery:
+        """The catalogue search at ``now``: the last ``lookback_days`` of sensing time."""
+        start, end = search_window(now, timedelta(days=self.lookback_days))
+        return SearchQuery(start=start, end=end, footprint_wkt=self.footprint_wkt, cloud_cover=self.cover,
+                           timeliness=self.timeliness, platform=self.platform,  # type: ignore[arg-type]
+                           orbit_direction=self.orbit_direction)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What one discovery found (``found`` products in the window) and what to add (``plan``)."""
+
+    found: int
+    plan: DiscoveryPlan
+
+    @property
+    def keys(self) -> list[str]:
+        """Partition keys to add now."""
+        return [p.key for p in self.plan.new]
+
+
+def discover(config: DiscoveryConfig, search: Callable[[SearchQuery], Sequence[ProductInfo]], *, now: datetime,
+             cursor: DiscoveryCursor, existing_keys: Iterable[str]) -> Discovery:
+    """Search the catalogue and plan which products to add (:func:`plan_additions`).
+
+    Parameters
+    ----------
+    search
+        Runs a catalogue search (e.g. ``CopernicusResource.search``).
+    now
+        The time of the search.
+    cursor
+        What this discoverer added before (not modified; the plan holds the next cursor).
+    existing_keys
+        Partition keys that exist already.
+    """
+    query = config.query(now)
+    found = search(query)
+    plan = plan_additions(found, cursor, existing_keys, max_new=config.max_products, window_start=query.start)
+    return Discovery(found=len(found), plan=plan)
+
+
+def cursor_file(root: Path) -> Path:
+    """Where the ``discover_products`` job keeps its cursor: ``<root>/_discovery/cursor.json``."""
+    return inside(root, "_discovery", "cursor.json")
+
+
+def load_cursor(path: Path) -> DiscoveryCursor:
+    """The cursor stored at ``path`` (an empty one when there is none)."""
+    return DiscoveryCursor.from_json(path.read_text(encoding="utf-8") if path.is_file() else None)
+
+
+def save_cursor(path: Path, cursor: DiscoveryCursor) -> None:
+    """Store ``cursor`` at ``path`` (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, cursor.to_json())

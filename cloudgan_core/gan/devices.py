@@ -90,3 +90,14 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     if device.type not in ("cpu", "cuda") and dtype != torch.float32:
         raise DeviceError(f"precision {precision!r} on device {device}: only 'fp32' is supported there")
     return dtype
+
+
+def default_batch_size(device: torch.device | str, precision: str = "fp32") -> int:
+    """Tiles per generator pass when the user sets none.
+
+    16 on a GPU; on the CPU 1 in bf16 (measured faster than 2 on 2 cores) and 2 in fp32 (larger
+    CPU batches were slower in ``benchmarks/bench_generator.py``).
+    """
+    if torch.device(device).type == "cuda":
+        return 16
+    return 1 if str(precision).strip().lower() == "bf16" else 2
