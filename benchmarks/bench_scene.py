@@ -1,12 +1,12 @@
 """Benchmark: one full-size product through products → masks + false_color → tiles → sorted_tiles.
 
 Makes a full-size simulated SL_1_RBT product (2400 x 3000 on the 500 m grid, zipped like a
-download), then runs the same core stage functions the Dagster assets call and prints wall
+download), then runs the same ``build`` functions the Dagster assets call and prints wall
 seconds per stage and in total, and the peak resident memory of the process.
 
-    .venv/bin/python benchmarks/bench_scene.py [--rows 2400 --cols 3000 --repeat 3]
+    .venv/bin/python benchmarks/bench_scene.py [--rows 2400 --cols 3000 --repeat 5]
 
-Goal (issue 2): <= 1.5 s per full-size product and <= 1 GiB peak on the 2-core dev machine.
+Goal (issue 10): <= 1.0 s per full-size product and <= 1 GiB peak on the 2-core dev machine.
 """
 
 from __future__ import annotations
@@ -20,33 +20,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from cloudgan_core import stages
 from cloudgan_core.simulate import simulate_product
+from cloudgan_core.stages import false_color, masks, products, sorted_tiles, tiles
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_once(src: Path, work: Path, key: str) -> dict[str, float]:
-    shutil.rmtree(work, ignore_errors=True)
+def run_once(src: Path, root: Path, key: str) -> dict[str, float]:
+    """Seconds per stage, and in total, for one product through the scene stages under ``root``."""
+    shutil.rmtree(root, ignore_errors=True)
     t = {}
-    t0 = time.perf_counter()
-    reg = stages.register_product(src, work / "products" / key, expected_id=key)
-    t["products"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    stages.compute_masks(reg.path, work / "masks" / key)
-    t["masks"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    stages.compute_false_color(reg.path, work / "false_color" / key)
-    t["false_color"] = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    stages.make_tiles(work / "false_color" / key, work / "masks" / key, work / "tiles" / key, product=key)
-    t["tiles"] = time.perf_counter() - t3
-    t4 = time.perf_counter()
-    stages.sort_product_tiles(work / "tiles" / key, work / "sorted_tiles" / key)
-    t["sorted_tiles"] = time.perf_counter() - t4
-    t["total"] = time.perf_counter() - t0
+    start = time.perf_counter()
+    for name, step in (("products", lambda: products.register(root, src, key)), ("masks", lambda: masks.build(root, key)),
+                       ("false_color", lambda: false_color.build(root, key)), ("tiles", lambda: tiles.build(root, key)),
+                       ("sorted_tiles", lambda: sorted_tiles.build(root, key))):
+        t0 = time.perf_counter()
+        step()
+        t[name] = time.perf_counter() - t0
+    t["total"] = time.perf_counter() - start
     return t
 
 
@@ -54,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2400)
     ap.add_argument("--cols", type=int, default=3000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cloudgan-bench-"))
     try:

@@ -13,6 +13,7 @@ import numpy as np
 
 from cloudgan_core.errors import ProductError
 from cloudgan_core.settings import check_between, check_choice
+from cloudgan_core.slstr.blocks import row_blocks
 from cloudgan_core.slstr.geometry import grid_attrs, solar_zenith
 from cloudgan_core.slstr.product import Product
 
@@ -121,7 +122,9 @@ class SceneMasks:
     def fractions(self) -> dict[str, float]:
         """Share of all pixels carrying each flag (``<flag>_fraction``), plus cloud over valid
         pixels (``cloud_fraction_of_valid``). One pass: a count per flag combination."""
-        counts = np.bincount(self.flags.reshape(-1), minlength=1 << len(PIXEL_FLAGS))
+        counts = np.zeros(1 << len(PIXEL_FLAGS), np.int64)
+        for rows in row_blocks(*self.flags.shape, 8):  # bincount copies its input as int64
+            counts += np.bincount(self.flags[rows].reshape(-1), minlength=counts.size)
         combos = np.arange(counts.size)
         n = self.flags.size
 
@@ -190,7 +193,7 @@ def scene_masks(product: Product, *, source: str = "summary_cloud", bayes_flag: 
         bits = flag_bits(nc.var_attrs("confidence_an"), label)
         grid = grid_attrs(nc.attrs, label)
         conf = nc.read("confidence_an")
-        conf_fill = nc.fill_value("confidence_an")
+        conf_fills = nc.packing("confidence_an").fills
         if source == "bayes":
             if not nc.has("bayes_an"):
                 notes.append("bayes_an is not in flags_an.nc; used confidence_an summary_cloud instead")
@@ -207,8 +210,8 @@ def scene_masks(product: Product, *, source: str = "summary_cloud", bayes_flag: 
     if conf.dtype.kind not in "ui" or max(bits.values(), default=0) >= 1 << 16:
         raise ProductError(label, f"confidence_an is {conf.dtype} with flag masks up to {max(bits.values(), default=0)}; "
                                   "expected integer flags of at most 16 bits")
-    if conf_fill is not None:  # a filled pixel is unfilled, whatever its bits say
-        conf = np.where(conf == conf_fill, _bit(bits, "unfilled", label), conf)
+    for fill in conf_fills:  # a filled pixel is unfilled, whatever its bits say
+        conf = np.where(conf == fill, _bit(bits, "unfilled", label), conf)
     table = _flag_table(bits, label, summary_cloud=bayes_cloud is None)
     flags = table[conf if conf.dtype == np.uint16 else conf.astype(np.uint16)]
     if bayes_cloud is not None:

@@ -17,10 +17,14 @@ Bilinear interpolation on the tie grid is enough for these smooth fields (no spl
 tie grid must have at least two rows and two columns and cover the image grid to within one tie
 step at each edge; a tie row with fewer than two finite values gives no angle (NaN) rather than a
 value constant across track.
+
+:func:`solar_zenith` keeps its last result for the process: the masks and the false-colour
+stages of one product (run one after the other in one process by default) interpolate it once.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -29,6 +33,9 @@ from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.product import Product
 
 GEOMETRY_FILE = "geometry_tn.nc"
+
+_last_sza: tuple[tuple[object, ...], np.ndarray] | None = None
+_last_sza_lock = threading.Lock()
 
 
 def parse_resolution(value: object, source: str = "") -> tuple[float, float]:
@@ -126,21 +133,30 @@ def tie_to_image(tie: np.ndarray, shape: tuple[int, int], *, tn_offset: float, t
     tie = fill_nan_columns(tie)
     along = (tie[i0] * (1.0 - wi)[:, None] + tie[i0 + 1] * wi[:, None]).astype(np.float32)  # (rows, tie cols)
     slope = along[:, 1:] - along[:, :-1]
-    out = along[:, j0]
-    out += slope[:, j0] * wj.astype(np.float32)
+    out = np.take(along, j0, axis=1)  # C order (along[:, j0] would be Fortran order: slow row blocks later)
+    out += np.take(slope, j0, axis=1) * wj.astype(np.float32)
     return out
 
 
 def solar_zenith(product: Product, shape: tuple[int, int], image_file: str = "flags_an.nc", *,
                  image_grid: tuple[float, tuple[float, float]] | None = None) -> np.ndarray:
-    """Solar zenith angle (degrees, float32) on the grid of ``image_file`` (default: 500 m ``an``).
+    """Solar zenith angle (degrees, float32, read-only) on the grid of ``image_file`` (default: 500 m ``an``).
 
     ``image_grid``: that grid's ``(track_offset, (res_across, res_along))`` (:func:`grid_attrs`)
     when the caller has read them already; otherwise they are read from ``image_file``.
+
+    The last result is kept for the process and returned again (the same read-only array) while
+    the geometry file, the grid and the shape are the same (:meth:`Product.file_key`: a changed or
+    replaced file is read again).
     """
+    global _last_sza
     if image_grid is None:
         with product.open_netcdf(image_file) as nc:
             image_grid = grid_attrs(nc.attrs, nc.label)
+    key = (product.file_key(GEOMETRY_FILE), image_grid, tuple(shape))
+    with _last_sza_lock:
+        if _last_sza is not None and _last_sza[0] == key:
+            return _last_sza[1]
     im_offset, im_res = image_grid
     with product.open_netcdf(GEOMETRY_FILE, ["solar_zenith_tn"]) as nc:
         tn_offset, tn_res = grid_attrs(nc.attrs, nc.label)
@@ -150,4 +166,7 @@ def solar_zenith(product: Product, shape: tuple[int, int], image_file: str = "fl
     if np.isnan(sza[:, 0]).all():  # each row is finite or NaN throughout (see fill_nan_columns)
         raise ProductError(nc.label, "solar_zenith_tn gives no angle anywhere (NaN, or fewer than two finite values "
                                      "per tie row)")
+    sza.setflags(write=False)
+    with _last_sza_lock:
+        _last_sza = (key, sza)
     return sza

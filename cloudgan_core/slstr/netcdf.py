@@ -4,8 +4,8 @@
 :class:`NetCDF` (``Product.open_netcdf``) instead:
 
 - global and variable attributes as plain Python values (byte strings decoded);
-- a variable's raw values, or its CF unpacking (``_FillValue``/``missing_value`` → NaN, then
-  ``* scale_factor + add_offset``) straight into float32 (or a dtype asked for);
+- a variable's raw values, or its CF unpacking (:class:`Packing`: ``* scale_factor + add_offset``,
+  ``_FillValue``/``missing_value`` → NaN) straight into float32 (or a dtype asked for);
 - deflate-compressed chunks inflated by a few threads at once (:mod:`zlib` releases the GIL,
   HDF5's own reader does not), which is most of the time a full-size product takes.
 
@@ -20,6 +20,7 @@ import math
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import product as cartesian
 
 import h5py
@@ -53,6 +54,32 @@ def _threads() -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, min(MAX_THREADS, cores))
+
+
+@dataclass(frozen=True)
+class Packing:
+    """The CF packing of a variable: ``value = stored * scale + offset`` (each only when given);
+    a stored value equal to one of ``fills`` (``_FillValue``, ``missing_value``) has no value (NaN)."""
+
+    scale: float | None = None
+    offset: float | None = None
+    fills: tuple[float, ...] = ()
+
+    def unpack(self, stored: np.ndarray, dtype: type = np.float32, *, out: np.ndarray | None = None) -> np.ndarray:
+        """``stored`` unpacked in ``dtype`` (scale and offset applied in ``dtype``, one pass each),
+        into ``out`` when given (same shape; a block of a larger array, for instance)."""
+        if self.scale is not None:
+            out = np.multiply(stored, dtype(self.scale), out=out, dtype=dtype)
+        elif out is None:
+            out = stored.astype(dtype)
+        else:
+            out[...] = stored
+        if self.offset:
+            out += dtype(self.offset)
+        for fill in self.fills:
+            if not np.isnan(fill):  # a NaN fill is NaN already
+                np.copyto(out, dtype(np.nan), where=stored == fill)
+        return out
 
 
 class NetCDF:
@@ -95,11 +122,6 @@ class NetCDF:
         """The attributes of ``var`` (``flag_masks``, ``scale_factor``...), without HDF5 bookkeeping."""
         return {k: _plain(v) for k, v in self._dataset(var).attrs.items() if k not in _HIDDEN_ATTRS}
 
-    def fill_value(self, var: str) -> object | None:
-        """The ``_FillValue`` of ``var`` as a scalar, or None."""
-        value = self._dataset(var).attrs.get("_FillValue")
-        return None if value is None else np.asarray(value).reshape(-1)[0]
-
     def read(self, var: str) -> np.ndarray:
         """The stored values of ``var`` (no CF decoding), in native byte order.
 
@@ -126,27 +148,20 @@ class NetCDF:
                                            f"corrupt data ({type(exc).__name__}: {exc})") from None
         return out
 
-    def read_unpacked(self, var: str, dtype: type = np.float32) -> np.ndarray:
-        """``var`` CF-unpacked in ``dtype``: ``_FillValue`` and ``missing_value`` become NaN, then
-        ``value * scale_factor + add_offset`` (each only when the attribute is there).
-
-        Scale and offset are applied in ``dtype`` (float32 by default), in one pass each.
-        """
-        raw = self.read(var)
+    def packing(self, var: str) -> Packing:
+        """How ``var``'s stored values become physical ones (its CF attributes)."""
         attrs = self._dataset(var).attrs
-        out = np.multiply(raw, dtype(np.asarray(attrs["scale_factor"]).reshape(-1)[0]), dtype=dtype) \
-            if "scale_factor" in attrs else raw.astype(dtype)
-        if "add_offset" in attrs:
-            offset = dtype(np.asarray(attrs["add_offset"]).reshape(-1)[0])
-            if offset:
-                out += offset
-        for key in ("_FillValue", "missing_value"):
-            if key in attrs:
-                for fill in np.asarray(attrs[key]).reshape(-1):
-                    if raw.dtype.kind == "f" and np.isnan(fill):
-                        continue  # NaN is NaN already
-                    np.copyto(out, np.nan, where=raw == fill)
-        return out
+
+        def scalar(key: str) -> float | None:
+            return float(np.asarray(attrs[key]).reshape(-1)[0]) if key in attrs else None
+
+        fills = tuple(v for key in ("_FillValue", "missing_value") if key in attrs
+                      for v in np.asarray(attrs[key]).reshape(-1).tolist())
+        return Packing(scale=scalar("scale_factor"), offset=scalar("add_offset"), fills=fills)
+
+    def read_unpacked(self, var: str, dtype: type = np.float32) -> np.ndarray:
+        """``var`` CF-unpacked in ``dtype`` (see :class:`Packing`)."""
+        return self.packing(var).unpack(self.read(var), dtype)
 
     def close(self) -> None:
         self._file.close()

@@ -196,6 +196,15 @@ class Product:
         except KeyError:
             return False
 
+    def file_key(self, name: str) -> tuple[object, ...]:
+        """What identifies the file ``name`` as stored now: its path (the zip's for a member),
+        device, inode, size and modification time. Any edit or replacement changes it."""
+        if not self.has(name):
+            raise ProductError(self.path, f"missing required file {name}")
+        path = self._folder / name if self._folder is not None else self.path
+        st = os.stat(path)
+        return str(path), name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
     def require(self, names: Iterable[str]) -> None:
         """Raise a :class:`ProductError` naming the first file of ``names`` that is missing."""
         for name in names:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cloudgan_core.errors import ProductError
+from cloudgan_core.slstr.blocks import row_blocks
 from cloudgan_core.slstr.product import Product
 
 #: Nadir-view radiance adjustment factors, S3.PN-SLSTR-L1.08.
@@ -26,16 +27,16 @@ def detector_index(product: Product, shape: tuple[int, int]) -> np.ndarray | Non
     if not product.has("indices_an.nc"):
         return None
     with product.open_netcdf("indices_an.nc", ["detector_an"]) as nc:
+        if nc.shape("detector_an") != shape:
+            raise ProductError(nc.label, f"detector_an is {nc.shape('detector_an')}, image grid is {shape}")
         det = nc.read("detector_an")
-        fill = nc.fill_value("detector_an")
-    if det.shape != shape:
-        raise ProductError(product.describe("indices_an.nc"), f"detector_an is {det.shape}, image grid is {shape}")
-    if det.dtype == np.uint8 and fill is None:
+        fills = nc.packing("detector_an").fills
+    if det.dtype == np.uint8 and not fills:
         return det.astype(np.int16)  # every value is a detector number
     bad = (det < 0) | (det > 255)
     if det.dtype.kind == "f":
         bad |= ~np.isfinite(det)
-    if fill is not None:
+    for fill in fills:
         bad |= det == fill
     return np.where(bad, -1, det).astype(np.int16)
 
@@ -102,7 +103,8 @@ def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = 
     with product.open_netcdf(fname, [var]) as nc:
         if nc.shape(var) != sza.shape:
             raise ProductError(nc.label, f"{var} is {nc.shape(var)} but the flags grid is {sza.shape}")
-        radiance = nc.read_unpacked(var)  # W m-2 sr-1 um-1, float32, NaN at fill
+        packing = nc.packing(var)
+        stored = nc.read(var)
     e0 = solar_irradiance(product, band)
     k = ADJUSTMENT_FACTORS[band] if adjust else 1.0
     factor = (np.pi * k / e0).astype(np.float32)  # per detector; NaN where E0 is unusable
@@ -111,17 +113,20 @@ def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = 
             raise ProductError(product.describe(f"{band}_quality_an.nc"),
                                f"{band}_solar_irradiance_an of detector 0 is unusable and there is no detector "
                                "index (indices_an.nc) to use another")
-        radiance *= factor[0]
     else:
         # one entry per detector number 0..255 and a last one (NaN) that index -1 (unknown) reaches
         table = np.full(257, np.nan, np.float32)
         table[: min(factor.size, 256)] = factor[:256]
-        radiance *= table[detectors]
-    radiance /= sun_cosine(sza) if cos_sza is None else cos_sza
-    infinite = np.isinf(radiance)
-    if infinite.any():  # e.g. a broken scale_factor: no value rather than inf
-        radiance[infinite] = np.nan
-    return radiance
+    mu = sun_cosine(sza) if cos_sza is None else cos_sza
+    out = np.empty(sza.shape, np.float32)
+    for rows in row_blocks(*sza.shape):
+        block = packing.unpack(stored[rows], out=out[rows])  # radiance, W m-2 sr-1 um-1; NaN at fill
+        block *= factor[0] if detectors is None else table[detectors[rows]]
+        block /= mu[rows]
+        infinite = np.isinf(block)
+        if infinite.any():  # e.g. a broken scale_factor: no value rather than inf
+            block[infinite] = np.nan
+    return out
 
 
 def valid_pixels(*bands: np.ndarray) -> np.ndarray:
@@ -150,17 +155,20 @@ def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray, *, valid: np.nda
     irradiance; see :func:`valid_pixels`, which ``valid`` is when the caller has it) is 0 in every
     channel.
     """
-    invalid = ~(valid_pixels(s1, s3, s5) if valid is None else valid)
+    if valid is None:
+        valid = valid_pixels(s1, s3, s5)
     out = np.empty(s3.shape + (3,), dtype=np.uint8)
-    plane = np.empty(s3.shape, dtype=np.float32)
-    for i, other in enumerate((s5, None, s1)):
-        if other is None:
-            np.multiply(s3, np.float32(255.0), out=plane)
-        else:  # (s3 + other) / 2 * 255 in one rounding, as (x * 0.5) * 255 is exact in its first step
-            np.add(s3, other, out=plane)
-            plane *= np.float32(127.5)
-        np.clip(plane, 0.0, 255.0, out=plane)
-        np.copyto(plane, np.float32(0.0), where=invalid)
-        np.rint(plane, out=plane)
-        out[..., i] = plane
+    for rows in row_blocks(*s3.shape):
+        plane = np.empty(s3[rows].shape, dtype=np.float32)
+        invalid = ~valid[rows]
+        for i, other in enumerate((s5, None, s1)):
+            if other is None:
+                np.multiply(s3[rows], np.float32(255.0), out=plane)
+            else:  # (s3 + other) / 2 * 255 in one rounding, as (x * 0.5) * 255 is exact in its first step
+                np.add(s3[rows], other[rows], out=plane)
+                plane *= np.float32(127.5)
+            np.clip(plane, 0.0, 255.0, out=plane)
+            np.copyto(plane, np.float32(0.0), where=invalid)
+            np.rint(plane, out=plane)
+            out[rows, :, i] = plane
     return out
