@@ -191,10 +191,6 @@ class TokenManager:
                     pass
         return out
 
-    def auth_header(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <token>"}`` for a valid token."""
-        return {"Authorization": f"Bearer {self.access_token()}"}
-
     # -- internals ------------------------------------------------------------------------
     def _request(self, grant: str, data: dict[str, str]) -> _Token:
         where = url_path(self._endpoints.token_url)

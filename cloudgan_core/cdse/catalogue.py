@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -278,23 +278,6 @@ class ProductInfo:
             checksums=checksums,
             attributes=attrs,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (datetimes as ISO 8601 strings); inverse of :meth:`from_dict`."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["content_start"] = self.content_start.isoformat()
-        out["content_end"] = self.content_end.isoformat()
-        out["checksums"] = dict(self.checksums)
-        out["attributes"] = dict(self.attributes)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProductInfo:
-        """Rebuild from :meth:`to_dict` output."""
-        values = dict(data)
-        values["content_start"] = _parse_time(values["content_start"])
-        values["content_end"] = _parse_time(values["content_end"])
-        return cls(**values)
 
 
 def _parse_time(text: str) -> datetime:

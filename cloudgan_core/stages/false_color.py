@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloudgan_core.atomic import atomic_dir, require_inputs, save_npy, write_text
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import scene_shape
-from cloudgan_core.slstr.product import FALSE_COLOR_BANDS, Product, open_product
 from cloudgan_core.slstr.geometry import solar_zenith
+from cloudgan_core.slstr.product import FALSE_COLOR_BANDS, Product, open_product
 from cloudgan_core.slstr.radiance import (detector_index, false_color, no_reflectance_reason, reflectance, sun_cosine,
                                           valid_pixels)
 from cloudgan_core.stages import products
