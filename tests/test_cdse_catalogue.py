@@ -209,12 +209,6 @@ def test_find_product_by_name_with_or_without_suffix(cdse):
     assert len(cdse.search_params) == sent
 
 
-def test_product_info_round_trips_through_dict(cdse):
-    cdse.add_entry(name(1), T0 + timedelta(hours=1))
-    info = find_product_by_name(name(1), ep(cdse))
-    assert ProductInfo.from_dict(info.to_dict()) == info
-
-
 def test_product_info_parses_cdse_json():
     item = {
         "Id": "521bd8f9-48a5-4e1f-9435-58f97cb64d39", "Name": name(1, "B") + ".SEN3", "ContentLength": 123,

@@ -149,7 +149,8 @@ def no_reflectance_reason(sza: np.ndarray) -> str:
 
 
 def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray, *, valid: np.ndarray | None = None) -> np.ndarray:
-    """The original CloudGAN false colour: R=(S3+S5)/2, G=S3, B=(S3+S1)/2, clipped to [0, 1], uint8.
+    """The original CloudGAN false colour: R=(S3+S5)/2, G=S3, B=(S3+S1)/2, clipped to [0, 1], uint8
+    (an extra last axis of 3 channels on the bands' shape).
 
     A pixel whose reflectance is not finite in one of the bands (fill, night, no usable
     irradiance; see :func:`valid_pixels`, which ``valid`` is when the caller has it) is 0 in every
@@ -158,7 +159,7 @@ def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray, *, valid: np.nda
     if valid is None:
         valid = valid_pixels(s1, s3, s5)
     out = np.empty(s3.shape + (3,), dtype=np.uint8)
-    for rows in row_blocks(*s3.shape):
+    for rows in row_blocks(s3.shape[0], s3[:1].size):  # any shape: (rows, cols), or tiles (n, rows, cols)
         plane = np.empty(s3[rows].shape, dtype=np.float32)
         invalid = ~valid[rows]
         for i, other in enumerate((s5, None, s1)):
@@ -170,5 +171,5 @@ def false_color(s1: np.ndarray, s3: np.ndarray, s5: np.ndarray, *, valid: np.nda
             np.clip(plane, 0.0, 255.0, out=plane)
             np.copyto(plane, np.float32(0.0), where=invalid)
             np.rint(plane, out=plane)
-            out[rows, :, i] = plane
+            out[rows, ..., i] = plane
     return out
