@@ -10,7 +10,7 @@ import torch
 from cloudgan_assets.assets import clouds, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import GeneratorModel, TorchDevice
-from cloudgan_core.gan import file_sha256
+from cloudgan_core.digests import file_digest
 from cloudgan_core.tiles import read_index
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, tiny_generator
 
@@ -50,7 +50,7 @@ def test_synthetic_clouds_aligned_with_masks_and_reports_the_model(chain, tiny_c
     assert clouds_arr.shape == (*masks.shape, 3) and clouds_arr.dtype == np.uint8
     assert all(10 < 100 * r["cloud_fraction"] <= 95 for r in index)
     assert np.isin(masks, sorted_masks).all() and masks.shape[1:] == (64, 64)
-    assert md["model_sha256"].value == file_sha256(tiny_checkpoint)
+    assert md["model_sha256"].value == file_digest(tiny_checkpoint)
     assert md["device"].value == "cpu" and md["precision"].value == "bf16"
     assert md["tiles_per_second"].value > 0
     assert "data:image/png;base64," in md["preview"].value

@@ -4,7 +4,7 @@
 compatible with the reference pytorch-CycleGAN-and-pix2pix implementation in both directions.
 """
 
-from cloudgan_core.gan.checkpoint import CheckpointError, file_sha256, load_generator, save_generator
+from cloudgan_core.gan.checkpoint import CheckpointError, load_generator, save_generator
 from cloudgan_core.gan.devices import DeviceError, resolve_device, resolve_precision
 from cloudgan_core.gan.evaluate import evaluate_generator, otsu_threshold
 from cloudgan_core.gan.inference import (
@@ -37,7 +37,6 @@ __all__ = [
     "TrainingError",
     "count_parameters",
     "evaluate_generator",
-    "file_sha256",
     "generate_clouds",
     "init_weights",
     "load_generator",
