@@ -328,8 +328,9 @@ def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     (tiles.SortConfig, {"min_valid_fraction": 1.5}, ["min_valid_fraction", "[0, 1]"]),
     (tiles.SortConfig, {"gan_min_cover": 95.0, "gan_max_cover": 10.0}, ["gan_min_cover", "gan_max_cover",
                                                                         "0 <= low < high <= 100"]),
-    (clouds.CloudsConfig, {"min_cover": 50.0, "max_cover": 50.0}, ["min_cover", "max_cover", "0 <= low < high"]),
-    (clouds.CloudsConfig, {"max_cover": 150.0}, ["max_cover", "<= 100"]),
+    (clouds.SyntheticCloudsConfig, {"min_cover": 50.0, "max_cover": 50.0},
+     ["min_cover", "max_cover", "0 <= min_cover < max_cover"]),
+    (clouds.SyntheticCloudsConfig, {"max_cover": 150.0}, ["max_cover", "<= 100"]),
     (dataset.CompositesConfig, {"min_opacity": 0.9, "max_opacity": 0.5}, ["min_opacity", "max_opacity"]),
     (dataset.CompositesConfig, {"max_opacity": 1.5}, ["max_opacity", "[0, 1]"]),
     (dataset.CompositesConfig, {"whiten": -0.1}, ["whiten", "[0, 1]"]),
@@ -337,7 +338,8 @@ def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     (dataset.CompositesConfig, {"blend": "screen"}, ["blend", "alpha"]),
     (dataset.TrainingSetConfig, {"train_fraction": 0.9}, ["train_fraction", "sum to 1"]),
     (dataset.TrainingSetConfig, {"val_fraction": -0.1, "train_fraction": 1.0}, ["val_fraction", "[0, 1]"]),
-    (dataset.TrainingSetConfig, {"min_cover": 0.8, "max_cover": 0.2}, ["min_cover", "max_cover"]),
+    (dataset.TrainingSetConfig, {"min_cover": 80.0, "max_cover": 20.0}, ["min_cover", "max_cover", "percent"]),
+    (dataset.TrainingSetConfig, {"max_cover": 101.0}, ["max_cover", "<= 100"]),
     (dataset.TrainingSetConfig, {"cover_bins": 0}, ["cover_bins", "[1, 1000]"]),
     (dataset.TrainingSetConfig, {"max_pairs": -1}, ["max_pairs", ">= 0"]),
     (dataset.SurfaceTilesConfig, {"tile_size": 250}, ["tile_size", "positive multiple of 4"]),
@@ -351,7 +353,8 @@ def test_config_classes_validate(cls, values, texts):
 
 def test_config_defaults_are_valid():
     for cls in (scenes.MasksConfig, scenes.FalseColorConfig, tiles.TilesConfig, tiles.SortConfig,
-                clouds.CloudsConfig, dataset.CompositesConfig, dataset.TrainingSetConfig, dataset.SurfaceTilesConfig):
+                clouds.SyntheticCloudsConfig, dataset.CompositesConfig, dataset.TrainingSetConfig,
+                dataset.SurfaceTilesConfig, clouds.TrainGeneratorConfig):
         cls()
 
 
