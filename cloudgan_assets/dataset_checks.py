@@ -11,12 +11,13 @@ import warnings
 from collections.abc import Callable
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
 from cloudgan_core.cover import CoverFields
 from cloudgan_core.errors import CloudGANError
+from cloudgan_core.settings import check_count, check_fraction
 from cloudgan_core.stages import composites, training_set
 from cloudgan_core.validation import (CheckOutcome, check_composites_aligned, check_composites_sane,
                                       check_cover_range, check_inside_mask_changed, check_min_pairs,
@@ -58,7 +59,12 @@ def _with_training_set(storage: CloudGANStorage,
 
 
 class InsideChangedConfig(dg.Config):
-    min_share: float = Field(0.95, description="share of cloudy pixels that must differ from the surface")
+    min_share: float = Field(0.95, description="share of cloudy pixels that must differ from the surface (0..1)")
+
+    @field_validator("min_share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        return check_fraction("min_share", value)
 
 
 class CoverRangeConfig(dg.Config, CoverFields):
@@ -113,6 +119,11 @@ def composites_tiles_sane(context: dg.AssetCheckExecutionContext, storage: Cloud
 
 class MinPairsConfig(dg.Config):
     min_pairs: int = Field(10, description="the training set needs at least this many pairs")
+
+    @field_validator("min_pairs")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        return check_count("min_pairs", value, 0)
 
 
 def _aligned(data: training_set.TrainingSetData) -> CheckOutcome:

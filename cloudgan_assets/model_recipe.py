@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.batch_size} x {args.crop} px)\n   CLI equivalent: {cli}", flush=True)
     t_train = time.perf_counter()
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey("train_generator")], run_config={**run_config, **_quiet("INFO")},
-        raise_on_error=False)
+        instance=instance, asset_selection=[dg.AssetKey("train_generator")],
+        run_config={**run_config, **_quiet("INFO")}, raise_on_error=False)
     train_wall = time.perf_counter() - t_train
     if not result.success:
         print("train_generator failed", file=sys.stderr)

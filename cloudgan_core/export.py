@@ -58,7 +58,7 @@ def split_by_product(
     """
     if len(fractions) != 3:
         raise SettingError(f"split fractions must be (train, val, test), got {fractions}")
-    f_train, f_val, f_test = check_split_fractions(*fractions)
+    _, f_val, f_test = check_split_fractions(*fractions)
     unique = sorted({str(p) for p in products})
     n = len(unique)
     if n == 0:

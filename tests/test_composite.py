@@ -232,7 +232,7 @@ def test_bad_inputs_are_named() -> None:
 
 
 def test_brightness_is_the_exact_channel_mean() -> None:
-    surface, clouds, _ = _tiles(n=3, size=8)
+    surface, _, _ = _tiles(n=3, size=8)
     exact = surface.astype(np.float64).sum(axis=-1) / 3.0
     b = brightness(surface)
     assert b.dtype == np.float32 and b.shape == (3, 8, 8)

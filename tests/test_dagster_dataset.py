@@ -23,7 +23,7 @@ from cloudgan_assets.assets import dataset, ingest, scenes, tiles
 from cloudgan_assets.dataset_checks import COMPOSITE_CHECKS, DATASET_CHECKS, TRAINING_SET_CHECKS
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
-from cloudgan_core.atomic import save_npy, write_text
+from cloudgan_core.atomic import save_npy
 from cloudgan_core.stages import sorted_tiles, surface_tiles, synthetic_clouds, training_set
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox
 

@@ -12,7 +12,6 @@ from cloudgan_core.errors import CloudGANError
 from cloudgan_core.export import select_pairs, split_by_product
 from cloudgan_core.settings import MAX_COVER_BINS, SettingError
 
-
 # --------------------------------------------------------------------------- split_by_product
 
 

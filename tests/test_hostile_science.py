@@ -18,6 +18,7 @@ import pytest
 import xarray as xr
 from pydantic import ValidationError
 
+from cloudgan_assets import dataset_checks
 from cloudgan_assets.assets import clouds, dataset, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_core.errors import CloudGANError, ProductError
@@ -343,6 +344,10 @@ def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     (dataset.TrainingSetConfig, {"cover_bins": 0}, ["cover_bins", "[1, 1000]"]),
     (dataset.TrainingSetConfig, {"max_pairs": -1}, ["max_pairs", ">= 0"]),
     (dataset.SurfaceTilesConfig, {"tile_size": 250}, ["tile_size", "positive multiple of 4"]),
+    (dataset_checks.CoverRangeConfig, {"min_cover": 0.1, "max_cover": 0.05}, ["0 <= min_cover < max_cover"]),
+    (dataset_checks.InsideChangedConfig, {"min_share": 1.5}, ["min_share", "[0, 1]"]),
+    (dataset_checks.MinPairsConfig, {"min_pairs": -1}, ["min_pairs", ">= 0"]),
+    (clouds.TrainGeneratorConfig, {"crop": 30}, ["crop", "multiple of 4"]),
 ])
 def test_config_classes_validate(cls, values, texts):
     with pytest.raises(ValidationError) as err:
@@ -354,7 +359,8 @@ def test_config_classes_validate(cls, values, texts):
 def test_config_defaults_are_valid():
     for cls in (scenes.MasksConfig, scenes.FalseColorConfig, tiles.TilesConfig, tiles.SortConfig,
                 clouds.SyntheticCloudsConfig, dataset.CompositesConfig, dataset.TrainingSetConfig,
-                dataset.SurfaceTilesConfig, clouds.TrainGeneratorConfig):
+                dataset.SurfaceTilesConfig, clouds.TrainGeneratorConfig, dataset_checks.CoverRangeConfig,
+                dataset_checks.InsideChangedConfig, dataset_checks.MinPairsConfig):
         cls()
 
 

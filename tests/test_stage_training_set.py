@@ -256,7 +256,11 @@ def test_cover_range_is_in_percent(tmp_path):
     card = (tmp_path / "training_set" / "README.md").read_text()
     assert '"cover_range": "(23.4375, 50] %"' in card
     empty = training_set.build(tmp_path, training_set.TrainingSetConfig(min_cover=90), products=keys)
-    assert empty.summary.count == 0 and "empty" in empty.notes[0] and empty.preview() is None
+    assert empty.summary.count == 0 and empty.preview() is None
+    assert empty.notes == ("the training set is empty: no composite pair in the cover range (90, 100] %",)
+    old_style = training_set.build(tmp_path, training_set.TrainingSetConfig(min_cover=0.1, max_cover=0.95),
+                                   products=keys)  # fractions, as before the cover became percent
+    assert old_style.summary.count == 0 and "percent (0..100), no longer fractions" in old_style.notes[1]
 
 
 def test_training_set_config_checks_its_settings():

@@ -20,7 +20,8 @@ from cloudgan_core.stages.base import stored_partitions
 
 def _stored(context: dg.AssetExecutionContext, storage: CloudGANStorage, asset: str) -> list[str]:
     """The product partitions known to the instance that have ``asset`` stored."""
-    return stored_partitions(storage.root_path, asset, context.instance.get_dynamic_partitions(products_partitions.name))
+    keys = context.instance.get_dynamic_partitions(products_partitions.name)
+    return stored_partitions(storage.root_path, asset, keys)
 
 
 class SurfaceTilesConfig(dg.Config, surface_stage.SurfaceTilesConfig):
@@ -66,7 +67,8 @@ class TrainingSetConfig(dg.Config, training_stage.TrainingSetConfig):
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
                  storage: CloudGANStorage) -> dg.MaterializeResult:
     result = training_stage.build(storage.root_path, config, products=_stored(context, storage, "composites"))
-    return dg.MaterializeResult(metadata=stage_metadata(result, context), data_version=dg.DataVersion(result.zip_sha256))
+    return dg.MaterializeResult(metadata=stage_metadata(result, context),
+                                data_version=dg.DataVersion(result.zip_sha256))
 
 
 @dg.asset(group_name="dataset", deps=["training_set"], kinds={"python"},

@@ -173,7 +173,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     rows = [("tiles (256 px)", evaluation["tiles"], ""), ("mask cloud fraction", evaluation["cloud_fraction"], ""),
             ("mean brightness inside the mask (0..255)", evaluation["mean_brightness_cloud"],
              reference["mean_brightness_cloud"]),
-            ("mean brightness outside the mask", evaluation["mean_brightness_clear"], reference["mean_brightness_clear"]),
+            ("mean brightness outside the mask", evaluation["mean_brightness_clear"],
+             reference["mean_brightness_clear"]),
             ("contrast (inside - outside)", evaluation["brightness_contrast"], reference["brightness_contrast"]),
             ("IoU of Otsu brightness threshold vs mask", evaluation["iou"], reference["iou"]),
             ("Otsu threshold", evaluation["threshold"], reference["threshold"]),
@@ -186,7 +187,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
              f"- machine: {m['cpu']}, {m['cpu_count']} cores, torch threads {m['torch_threads']} ({m['platform']}); "
              "CPU shared with other jobs, so times are noisy",
              "", "## Evaluation on held-out masks", "",
-             f"Held-out simulated products (other seeds, not trained on): {', '.join(evaluation['held_out_products'])}; "
+             "Held-out simulated products (other seeds, not trained on): "
+             f"{', '.join(evaluation['held_out_products'])}; "
              f"their `gan_input` mask tiles with cover {evaluation['cover_range_percent']} %. Right column: the same "
              "figures for the simulator's own false-colour tiles of those masks (what a perfect model would reach).",
              "", "| figure | G_B output | simulator image |", "|---|---|---|"]

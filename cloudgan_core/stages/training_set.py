@@ -540,6 +540,9 @@ def build(root: Path, config: TrainingSetConfig = TrainingSetConfig(), *,
                     extra_card=card)
     sample = tuple(tuple(np.array(getattr(parts[k], a)[i]) for a in ("masks", "clouds", "surfaces", "images"))
                    for k, i in picked[:PREVIEW_ROWS])
-    notes = () if picked else ("the training set is empty: no composite pair in the cover range",)
+    notes = () if picked else (f"the training set is empty: no composite pair in the cover range {config.cover.label}",)
+    if config.max_cover <= 1.0:
+        notes += (f"max_cover is {config.max_cover:g} %: min_cover and max_cover are percent (0..100), no longer "
+                  "fractions (0..1)",)
     return TrainingSetResult(summary.path, summary, candidates=len(candidates), partitions=len(keys),
                              model_sha256=model_sha, blend=blend, sample=sample, notes=notes)
