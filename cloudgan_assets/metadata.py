@@ -9,10 +9,12 @@ import dagster as dg
 import numpy as np
 
 from cloudgan_core.preview import markdown_image
+from cloudgan_core.stages.base import Markdown
 
 
 def figures(values: Mapping[str, object]) -> dict[str, object]:
-    """Plain values as metadata (None dropped, paths as paths, floats rounded; metadata values kept)."""
+    """Plain values as metadata (None dropped, paths as paths, floats rounded, dicts and lists as JSON,
+    :class:`~cloudgan_core.stages.base.Markdown` rendered; metadata values kept)."""
     out: dict[str, object] = {}
     for key, value in values.items():
         if value is None:
@@ -21,6 +23,10 @@ def figures(values: Mapping[str, object]) -> dict[str, object]:
             out[key] = value
         elif isinstance(value, Path):
             out[key] = dg.MetadataValue.path(str(value))
+        elif isinstance(value, Markdown):
+            out[key] = dg.MetadataValue.md(str(value))
+        elif isinstance(value, (dict, list)):
+            out[key] = dg.MetadataValue.json(value)
         elif isinstance(value, float):
             out[key] = dg.MetadataValue.float(round(value, 6))
         elif isinstance(value, (bool, np.bool_)):

@@ -144,10 +144,11 @@ class GeneratorModel(dg.ConfigurableResource):
         return Path(self.checkpoint) if self.checkpoint else PROJECT_DIR / "data" / "models" / "latest_net_G_B.pth"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        from cloudgan_core.gan import file_sha256, load_generator
+        from cloudgan_core.digests import file_digest
+        from cloudgan_core.gan import load_generator
 
         self._model = load_generator(self.path, "cpu")
-        self._sha256 = file_sha256(self.path)
+        self._sha256 = file_digest(self.path)
 
     @property
     def model(self):

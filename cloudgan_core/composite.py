@@ -9,6 +9,9 @@ Three steps, each a plain function:
 3. :func:`composite` blends: ``out = surface·(1 − α) + colour·α``. α is 0 wherever the mask is
    clear, and the result is forced byte-identical to the surface there, so the mask is exact.
 
+:func:`brightness` is the project's one per-pixel brightness (mean of R, G, B) and
+:func:`composite_stats` the figures of a set of composites (opacity, brightness change).
+
 ``composite(..., blend="original")`` reproduces the original CloudGAN's fixed 50 % blend followed
 by a per-image intensity stretch, for side-by-side comparison only (it changes clear pixels).
 
@@ -20,11 +23,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from cloudgan_core.errors import CloudGANError
+from cloudgan_core.settings import check_choice, check_fraction, check_order, check_positive
 
 Blend = Literal["alpha", "original"]
 BLENDS: tuple[str, ...] = ("alpha", "original")
@@ -71,25 +76,59 @@ def _check_same_grid(a: np.ndarray, b: np.ndarray, what_a: str, what_b: str) -> 
         )
 
 
-def mean_rgb(images: np.ndarray) -> np.ndarray:
-    """Per-pixel brightness as the plain mean of the three channels.
+def brightness(images: np.ndarray) -> np.ndarray:
+    """Per-pixel brightness: the plain mean of R, G and B, as ``float32``.
+
+    The one brightness of the project: cloud opacity, the surface pool's and the composites'
+    figures, the threshold detector of :mod:`cloudgan_core.quality` and the generator evaluation
+    all use it. For ``uint8`` input it is exact: the three channels are added in ``uint16`` and
+    divided by 3 once (adding the three channel planes is ~10x faster than a reduction over the
+    last axis).
 
     Parameters
     ----------
     images
-        ``(N, H, W, 3)`` or ``(H, W, 3)`` tiles, any numeric dtype (digital numbers 0..255).
+        ``(..., 3)`` tiles, e.g. ``(N, H, W, 3)`` or ``(H, W, 3)``, any numeric dtype (digital
+        numbers 0..255 for ``uint8``).
 
     Returns
     -------
     numpy.ndarray
-        ``float32 (N, H, W)`` (or ``(H, W)``) brightness in the input's units (0..255 for uint8).
+        ``float32`` of the input's shape without the channel axis, in the input's units
+        (0..255 for ``uint8``).
+
+    Raises
+    ------
+    CloudGANError
+        The last axis does not hold three channels.
     """
     arr = np.asarray(images)
-    if arr.shape[-1] != 3:
+    if arr.ndim == 0 or arr.shape[-1] != 3:
         raise CloudGANError(f"images: expected 3 channels in the last axis, got shape {arr.shape}")
     if arr.dtype == np.uint8:  # exact: the channel sum fits uint16
-        return arr.sum(axis=-1, dtype=np.uint16).astype(np.float32) / np.float32(3.0)
-    return arr.astype(np.float32).mean(axis=-1, dtype=np.float32)
+        total = np.add(arr[..., 0], arr[..., 1], dtype=np.uint16)
+        total += arr[..., 2]
+        out = total.astype(np.float32)
+    else:
+        out = arr[..., 0].astype(np.float32)
+        out += arr[..., 1]
+        out += arr[..., 2]
+    out /= np.float32(3.0)
+    return out
+
+
+def check_opacity(min_opacity: float, max_opacity: float, gamma: float) -> None:
+    """The opacity settings: ``0 <= min_opacity <= max_opacity <= 1`` and ``gamma > 0``.
+
+    Raises
+    ------
+    SettingError
+        Naming the setting and its allowed range.
+    """
+    check_fraction("min_opacity", min_opacity)
+    check_fraction("max_opacity", max_opacity)
+    check_order("min_opacity", min_opacity, "max_opacity", max_opacity)
+    check_positive("gamma", gamma)
 
 
 # --------------------------------------------------------------------------- surface assignment
@@ -214,17 +253,11 @@ def cloud_opacity(
     numpy.ndarray
         ``float32 (N, H, W)`` opacity in 0..1.
     """
-    if not (0.0 <= min_opacity <= max_opacity <= 1.0):
-        raise CloudGANError(
-            f"opacity range must satisfy 0 <= min_opacity <= max_opacity <= 1, "
-            f"got min_opacity={min_opacity}, max_opacity={max_opacity}"
-        )
-    if not gamma > 0:
-        raise CloudGANError(f"gamma must be > 0, got {gamma}")
+    check_opacity(min_opacity, max_opacity, gamma)
     clouds = _as_images(clouds, "clouds")
     mask = _as_masks(masks)
     _check_same_grid(clouds, mask, "clouds", "masks")
-    b = np.clip(mean_rgb(clouds) / np.float32(255.0), 0.0, 1.0)
+    b = np.clip(brightness(clouds) / np.float32(255.0), 0.0, 1.0)
     if gamma != 1.0:
         b = b ** np.float32(gamma)
     alpha = np.float32(min_opacity) + np.float32(max_opacity - min_opacity) * b
@@ -254,8 +287,7 @@ def cloud_colour(clouds: np.ndarray, masks: np.ndarray, *, whiten: float = 0.5) 
     numpy.ndarray
         ``float32 (N, H, W, 3)`` colour in digital numbers 0..255.
     """
-    if not 0.0 <= whiten <= 1.0:
-        raise CloudGANError(f"whiten must be within 0..1, got {whiten}")
+    check_fraction("whiten", whiten)
     clouds = _as_images(clouds, "clouds")
     mask = _as_masks(masks)
     _check_same_grid(clouds, mask, "clouds", "masks")
@@ -330,8 +362,7 @@ def composite(
     numpy.ndarray
         ``uint8 (N, H, W, 3)`` composites.
     """
-    if blend not in BLENDS:
-        raise CloudGANError(f"blend must be one of {BLENDS}, got {blend!r}")
+    check_choice("blend", blend, BLENDS)
     surface = _as_images(surface, "surface")
     clouds = _as_images(clouds, "clouds")
     mask = _as_masks(masks)
@@ -352,3 +383,84 @@ def composite(
     mixed = surface.astype(np.float32) * (np.float32(1.0) - alpha) + colour * alpha
     mixed = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return np.where(mask[..., None], mixed, surface)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True)
+class CompositeStats:
+    """Figures of a set of composites (brightness in digital numbers, see :func:`brightness`).
+
+    Attributes
+    ----------
+    tile_opacity
+        ``float64 (N,)`` mean opacity α over each tile's cloud pixels (0 for a tile without cloud).
+    tile_change_inside
+        ``float64 (N,)`` mean brightness change (composite − surface) over each tile's cloud pixels.
+    mean_opacity, mean_change_inside
+        The same over all cloud pixels of the set (0 without cloud pixels).
+    mean_brightness
+        Mean brightness of all composite pixels (0 for an empty set).
+    """
+
+    tile_opacity: np.ndarray
+    tile_change_inside: np.ndarray
+    mean_opacity: float
+    mean_change_inside: float
+    mean_brightness: float
+
+
+def composite_stats(
+    images: np.ndarray,
+    surfaces: np.ndarray,
+    clouds: np.ndarray,
+    masks: np.ndarray,
+    *,
+    blend: Blend = "alpha",
+    min_opacity: float = 0.35,
+    max_opacity: float = 1.0,
+    gamma: float = 1.0,
+) -> CompositeStats:
+    """Opacity and brightness figures of composites made by :func:`composite` with these settings.
+
+    The opacity is :func:`cloud_opacity` for ``blend="alpha"`` and the fixed 0.5 of the 50 % blend
+    for ``blend="original"``.
+
+    Parameters
+    ----------
+    images, surfaces, clouds
+        ``uint8 (N, H, W, 3)``: the composites, the surface and the generated cloud behind each.
+    masks
+        ``(N, H, W)`` cloud masks, 1 = cloud.
+    blend, min_opacity, max_opacity, gamma
+        The settings the composites were made with.
+    """
+    mask = _as_masks(masks)
+    images = _as_images(images, "composites")
+    surfaces = _as_images(surfaces, "surfaces")
+    _check_same_grid(images, mask, "composites", "masks")
+    _check_same_grid(surfaces, mask, "surfaces", "masks")
+    n = mask.shape[0]
+    if blend == "alpha" and n:
+        alpha = cloud_opacity(clouds, mask, min_opacity=min_opacity, max_opacity=max_opacity, gamma=gamma)
+    else:
+        alpha = np.where(mask, np.float32(0.5), np.float32(0.0))
+    image_b = brightness(images)
+    change = image_b - brightness(surfaces)
+    pixels = mask.shape[1] * mask.shape[2]
+    counts = mask.reshape(n, pixels).sum(axis=1)
+    per_tile = np.maximum(counts, 1)
+
+    def tile_means(values: np.ndarray) -> np.ndarray:
+        sums = np.where(mask, values, np.float32(0.0)).reshape(n, pixels).sum(axis=1, dtype=np.float64)
+        return np.where(counts > 0, sums / per_tile, 0.0)
+
+    cloudy = int(counts.sum())
+    return CompositeStats(
+        tile_opacity=tile_means(alpha),
+        tile_change_inside=tile_means(change),
+        mean_opacity=float(alpha[mask].mean(dtype=np.float64)) if cloudy else 0.0,
+        mean_change_inside=float(change[mask].mean(dtype=np.float64)) if cloudy else 0.0,
+        mean_brightness=float(image_b.mean(dtype=np.float64)) if n else 0.0,
+    )

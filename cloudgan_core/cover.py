@@ -1,4 +1,4 @@
-"""Cloud cover: the one range object and the one histogram.
+"""Cloud cover: the one range object and the one histogram (and its Markdown table).
 
 Cover is a **percentage of a tile's pixels that are cloud** (0–100), everywhere in the project:
 tile sorting, the generator's inputs, CDSE discovery (the catalogue's ``cloudCover``), the checks
@@ -10,7 +10,7 @@ holds everything. Covers are rounded to 6 decimals before comparing, so float no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,3 +80,14 @@ def cover_histogram(percent: Sequence[float] | np.ndarray,
     e = np.asarray(edges, dtype=np.float64)
     counts, _ = np.histogram(np.round(np.asarray(percent, dtype=np.float64), 6), bins=e)
     return {"edges": [float(x) for x in e], "counts": [int(c) for c in counts]}
+
+
+def histogram_markdown(histogram: Mapping[str, Sequence]) -> str:
+    """A :func:`cover_histogram` as a Markdown table: one row per bin (``[10 %, 20 %)``, the last bin
+    closed) with its count of pairs."""
+    edges, counts = histogram["edges"], histogram["counts"]
+    lines = ["| cloud cover | pairs |", "|---|---|"]
+    for k, count in enumerate(counts):
+        close = "]" if k == len(counts) - 1 else ")"
+        lines.append(f"| [{edges[k]:g} %, {edges[k + 1]:g} %{close} | {count} |")
+    return "\n".join(lines)

@@ -14,55 +14,45 @@ on the same inputs, plus the cover histogram; :func:`report_plot_png` draws them
 The set-wide threshold cannot tell a bright surface from cloud, and the original blend's per-image
 stretch takes tile-to-tile brightness out; so the report also gives the IoU with an Otsu threshold
 per tile, which compares the two blends on equal terms.
+
+:func:`otsu_threshold` and :func:`iou` are the project's one Otsu threshold and one IoU (the
+generator evaluation of :mod:`cloudgan_core.gan.evaluate` uses them too); the brightness is
+:func:`cloudgan_core.composite.brightness`.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cloudgan_core.composite import _as_images, _as_masks, composite, mean_rgb
+from cloudgan_core.composite import _as_images, _as_masks, brightness, composite
+from cloudgan_core.cover import cover_histogram
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.export import cover_histogram
 
 
-def brightness(images: np.ndarray) -> np.ndarray:
-    """Per-pixel brightness: mean of R, G and B in digital numbers.
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of ``values`` (any shape, e.g. :func:`~cloudgan_core.composite.brightness`).
 
-    Parameters
-    ----------
-    images
-        ``(N, H, W, 3)`` tiles (uint8, 0..255).
+    The one Otsu threshold of the project: the 256-bin histogram of the values over their range
+    is split where the between-class variance is largest (``skimage.filters.threshold_otsu``);
+    ``values > t`` is the bright class. Constant values return that value, so nothing is above it.
 
-    Returns
-    -------
-    numpy.ndarray
-        ``float32 (N, H, W)``, 0..255.
+    Raises
+    ------
+    CloudGANError
+        ``values`` is empty.
     """
-    return mean_rgb(_as_images(images, "images"))
-
-
-def _otsu_of(b: np.ndarray) -> float:
-    """Otsu threshold of brightness values ``b`` (any shape); a constant input returns its value."""
     from skimage.filters import threshold_otsu
 
+    b = np.asarray(values)
     if b.size == 0:
-        raise CloudGANError("images: empty set, no threshold to compute")
+        raise CloudGANError("no values to compute a threshold of (empty set)")
     lo, hi = float(b.min()), float(b.max())
     if lo == hi:
         return lo
     return float(threshold_otsu(b.ravel(), nbins=256))
-
-
-def otsu_threshold(images: np.ndarray) -> float:
-    """Otsu threshold of the brightness of all pixels of the set (digital numbers).
-
-    The brightness histogram (256 bins over the value range) is split where the between-class
-    variance is largest. A set of one constant brightness returns that value.
-    """
-    return _otsu_of(brightness(images))
 
 
 def _detect(b: np.ndarray, threshold: float | None, per_tile: bool) -> np.ndarray:
@@ -70,10 +60,10 @@ def _detect(b: np.ndarray, threshold: float | None, per_tile: bool) -> np.ndarra
     if threshold is not None:
         return b > np.float32(threshold)
     if not per_tile:
-        return b > np.float32(_otsu_of(b))
+        return b > np.float32(otsu_threshold(b))
     out = np.empty(b.shape, dtype=bool)
     for i in range(b.shape[0]):
-        out[i] = b[i] > np.float32(_otsu_of(b[i]))
+        out[i] = b[i] > np.float32(otsu_threshold(b[i]))
     return out
 
 
@@ -88,7 +78,7 @@ def threshold_detector(
         ``uint8 (N, H, W, 3)`` composites.
     threshold
         Brightness threshold in digital numbers (0..255). ``None`` (default): the Otsu threshold
-        over the whole set (:func:`otsu_threshold`), one threshold for all tiles.
+        of the brightness of the whole set (:func:`otsu_threshold`), one threshold for all tiles.
     per_tile
         With ``threshold=None``, compute the Otsu threshold of each tile separately instead.
         This takes tile-to-tile surface brightness out of the picture, but it always splits a
@@ -99,11 +89,14 @@ def threshold_detector(
     numpy.ndarray
         ``bool (N, H, W)``, True = detected cloud.
     """
-    return _detect(brightness(images), threshold, per_tile)
+    return _detect(brightness(_as_images(images, "images")), threshold, per_tile)
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two boolean masks, pooled over all pixels (1.0 if both empty)."""
+    """Intersection over union of two boolean masks, pooled over all pixels (1.0 if both empty).
+
+    The one IoU of the project (the quality report and the generator evaluation use it).
+    """
     p = np.asarray(predicted, dtype=bool)
     t = np.asarray(truth, dtype=bool)
     if p.shape != t.shape:
@@ -140,61 +133,117 @@ def detector_iou(
     return iou(threshold_detector(images, threshold, per_tile=per_tile), _as_masks(masks))
 
 
-def brightness_change(
-    composites: np.ndarray, surfaces: np.ndarray, masks: np.ndarray
-) -> dict[str, float]:
-    """Mean brightness change from surface to composite, inside and outside the mask.
+@dataclass(frozen=True)
+class BrightnessChange:
+    """Mean brightness change (digital numbers) over the cloud pixels (``inside``) and the clear
+    ones (``outside``), signed and absolute; a region without pixels gives 0.0."""
 
-    Returns
-    -------
-    dict
-        ``inside`` / ``outside``: mean signed change (digital numbers) over masked / clear
-        pixels of the set; ``inside_abs`` / ``outside_abs``: mean absolute change. A region with
-        no pixels gives 0.0.
-    """
-    comp = _as_images(composites, "composites")
-    surf = _as_images(surfaces, "surfaces")
-    mask = _as_masks(masks)
-    if comp.shape != surf.shape or comp.shape[:3] != mask.shape:
-        raise CloudGANError(
-            f"composites {comp.shape}, surfaces {surf.shape} and masks {mask.shape} do not pair up"
-        )
-    return _change(brightness(comp) - brightness(surf), mask)
+    inside: float
+    outside: float
+    inside_abs: float
+    outside_abs: float
 
 
-def _change(delta: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Mean signed and absolute ``delta`` inside and outside ``mask``."""
+def change_figures(delta: np.ndarray, cloud: np.ndarray) -> BrightnessChange:
+    """Mean signed and absolute ``delta`` (brightness of composite − surface, any shape) inside
+    and outside the boolean ``cloud`` mask of the same shape."""
 
     def mean(values: np.ndarray) -> float:
         return float(values.mean(dtype=np.float64)) if values.size else 0.0
 
-    inside, outside = delta[mask], delta[~mask]
-    return {
-        "inside": mean(inside),
-        "outside": mean(outside),
-        "inside_abs": mean(np.abs(inside)),
-        "outside_abs": mean(np.abs(outside)),
-    }
+    inside, outside = delta[cloud], delta[~cloud]
+    return BrightnessChange(inside=mean(inside), outside=mean(outside), inside_abs=mean(np.abs(inside)),
+                            outside_abs=mean(np.abs(outside)))
 
 
-def _figures(images: np.ndarray, surface_b: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Report figures of one composite set (brightness of the surfaces given, computed once)."""
-    if images.shape[:3] != mask.shape or surface_b.shape != mask.shape:
+@dataclass(frozen=True)
+class BlendFigures:
+    """The report figures of one set of composites.
+
+    Attributes
+    ----------
+    detector_iou
+        IoU of the set-wide Otsu threshold detector against the masks.
+    threshold
+        That threshold (digital numbers).
+    detector_iou_per_tile
+        IoU with an Otsu threshold per tile.
+    brightness_inside, brightness_outside, brightness_outside_abs
+        Mean brightness change from surface to composite inside the mask, outside it, and its
+        absolute value outside (digital numbers; 0 outside for an exact-mask composite).
+    """
+
+    detector_iou: float
+    threshold: float
+    detector_iou_per_tile: float
+    brightness_inside: float
+    brightness_outside: float
+    brightness_outside_abs: float
+
+
+def blend_figures(images: np.ndarray, surface_brightness: np.ndarray, cloud: np.ndarray) -> BlendFigures:
+    """:class:`BlendFigures` of composites ``images`` (``uint8 (N, H, W, 3)``) over surfaces of
+    brightness ``surface_brightness`` (``(N, H, W)``) with the boolean masks ``cloud``."""
+    images = _as_images(images, "composites")
+    if images.shape[:3] != cloud.shape or surface_brightness.shape != cloud.shape:
         raise CloudGANError(
-            f"composites {images.shape}, surfaces {surface_b.shape} and masks {mask.shape} "
+            f"composites {images.shape}, surfaces {surface_brightness.shape} and masks {cloud.shape} "
             "do not pair up"
         )
     b = brightness(images)
-    threshold = _otsu_of(b)
-    change = _change(b - surface_b, mask)
-    return {
-        "detector_iou": iou(_detect(b, threshold, False), mask),
-        "threshold": threshold,
-        "detector_iou_per_tile": iou(_detect(b, None, True), mask),
-        "brightness_inside": change["inside"],
-        "brightness_outside": change["outside"],
-        "brightness_outside_abs": change["outside_abs"],
-    }
+    threshold = otsu_threshold(b)
+    change = change_figures(b - surface_brightness, cloud)
+    return BlendFigures(
+        detector_iou=iou(_detect(b, threshold, False), cloud),
+        threshold=threshold,
+        detector_iou_per_tile=iou(_detect(b, None, True), cloud),
+        brightness_inside=change.inside,
+        brightness_outside=change.outside,
+        brightness_outside_abs=change.outside_abs,
+    )
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Quality figures of a training set next to the original 50 % blend (see :func:`quality_report`).
+
+    Attributes
+    ----------
+    n_pairs
+        Pairs in the set.
+    alpha, original
+        :class:`BlendFigures` of the set's composites and of the 50 % blend of the same inputs.
+    iou_gain, iou_gain_per_tile
+        ``alpha − original`` detector IoU (set-wide and per-tile Otsu threshold).
+    cover_histogram
+        Cloud cover of the pairs, :func:`cloudgan_core.cover.cover_histogram` (``edges`` in
+        percent, ``counts``).
+    """
+
+    n_pairs: int
+    alpha: BlendFigures
+    original: BlendFigures
+    iou_gain: float
+    iou_gain_per_tile: float
+    cover_histogram: dict[str, list]
+
+    def as_dict(self) -> dict:
+        """The report as plain JSON types (what ``report.json`` holds)."""
+        return asdict(self)
+
+    def table_markdown(self) -> str:
+        """The main figures, alpha composite vs original blend, as a Markdown table."""
+        a, o = self.alpha, self.original
+        rows = [("detector IoU (set Otsu)", f"{a.detector_iou:.3f}", f"{o.detector_iou:.3f}"),
+                ("detector IoU (per-tile Otsu)", f"{a.detector_iou_per_tile:.3f}", f"{o.detector_iou_per_tile:.3f}"),
+                ("Otsu threshold (DN)", f"{a.threshold:.1f}", f"{o.threshold:.1f}"),
+                ("brightness change inside mask (DN)", f"{a.brightness_inside:+.1f}", f"{o.brightness_inside:+.1f}"),
+                ("brightness change outside mask (DN)", f"{a.brightness_outside:+.1f}",
+                 f"{o.brightness_outside:+.1f}"),
+                ("mean abs change outside mask (DN)", f"{a.brightness_outside_abs:.2f}",
+                 f"{o.brightness_outside_abs:.2f}")]
+        lines = ["| figure | alpha composite | original 50 % blend |", "|---|---|---|"]
+        return "\n".join(lines + [f"| {name} | {x} | {y} |" for name, x, y in rows])
 
 
 def quality_report(
@@ -203,8 +252,8 @@ def quality_report(
     clouds: np.ndarray,
     masks: np.ndarray,
     *,
-    cloud_fractions: np.ndarray | None = None,
-) -> dict[str, Any]:
+    cover: np.ndarray | None = None,
+) -> QualityReport:
     """Quality figures of a training set, next to the original 50 % blend on the same inputs.
 
     Parameters
@@ -213,39 +262,31 @@ def quality_report(
         ``uint8 (N, H, W, 3)`` the set's composites (as written, normally the alpha blend).
     surfaces, clouds, masks
         The surface, generated cloud and mask behind each composite.
-    cloud_fractions
-        Cloud fraction of each pair (0..1); default: the mask mean.
+    cover
+        Cloud cover of each pair in percent (0..100); default: from the masks.
 
     Returns
     -------
-    dict
-        ``n_pairs``; ``alpha`` (the given composites) and ``original`` (50 % blend of the same
-        surfaces, clouds and masks): each ``detector_iou`` (set-wide Otsu threshold),
-        ``threshold`` (that threshold, digital numbers), ``detector_iou_per_tile`` (Otsu per
-        tile), ``brightness_inside``, ``brightness_outside``, ``brightness_outside_abs``;
-        ``iou_gain`` and ``iou_gain_per_tile`` (alpha − original); ``cover_histogram``
-        (``edges``, ``counts``).
+    QualityReport
     """
     comp = _as_images(composites, "composites")
     mask = _as_masks(masks)
     if comp.shape[0] == 0:
         raise CloudGANError("quality report: the training set is empty")
     original = composite(surfaces, clouds, mask.astype(np.uint8), blend="original")
-    if cloud_fractions is None:
-        cloud_fractions = mask.reshape(mask.shape[0], -1).mean(axis=1)
-    surface_b = brightness(surfaces)
-    alpha_figures = _figures(comp, surface_b, mask)
-    original_figures = _figures(original, surface_b, mask)
-    return {
-        "n_pairs": int(comp.shape[0]),
-        "alpha": alpha_figures,
-        "original": original_figures,
-        "iou_gain": alpha_figures["detector_iou"] - original_figures["detector_iou"],
-        "iou_gain_per_tile": (
-            alpha_figures["detector_iou_per_tile"] - original_figures["detector_iou_per_tile"]
-        ),
-        "cover_histogram": cover_histogram(cloud_fractions),
-    }
+    if cover is None:
+        cover = 100.0 * mask.reshape(mask.shape[0], -1).mean(axis=1)
+    surface_b = brightness(_as_images(surfaces, "surfaces"))
+    alpha_figures = blend_figures(comp, surface_b, mask)
+    original_figures = blend_figures(original, surface_b, mask)
+    return QualityReport(
+        n_pairs=int(comp.shape[0]),
+        alpha=alpha_figures,
+        original=original_figures,
+        iou_gain=alpha_figures.detector_iou - original_figures.detector_iou,
+        iou_gain_per_tile=alpha_figures.detector_iou_per_tile - original_figures.detector_iou_per_tile,
+        cover_histogram=cover_histogram(cover),
+    )
 
 
 # --------------------------------------------------------------------------- plot
@@ -279,7 +320,7 @@ def _bar_panel(draw, box, title, groups, series_colours, value_max, fmt, font) -
         draw.text((int(gx + 2), bottom + 3), label, fill=_INK, font=font)
 
 
-def report_plot_png(report: dict[str, Any], *, width: int = 720, height: int = 270) -> bytes:
+def report_plot_png(report: QualityReport, *, width: int = 720, height: int = 270) -> bytes:
     """A small PNG bar chart of a :func:`quality_report` for the UI (drawn with Pillow).
 
     Left: detector IoU (set-wide and per-tile Otsu threshold), alpha vs original. Middle: mean
@@ -295,23 +336,23 @@ def report_plot_png(report: dict[str, Any], *, width: int = 720, height: int = 2
         font = ImageFont.load_default()
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    a, o = report["alpha"], report["original"]
+    a, o = report.alpha, report.original
     panel_w = width // 3
     _bar_panel(
         draw,
         (10, 8, panel_w - 10, height - 18),
         "detector IoU",
         [
-            ("set Otsu", [a["detector_iou"], o["detector_iou"]]),
-            ("tile Otsu", [a["detector_iou_per_tile"], o["detector_iou_per_tile"]]),
+            ("set Otsu", [a.detector_iou, o.detector_iou]),
+            ("tile Otsu", [a.detector_iou_per_tile, o.detector_iou_per_tile]),
         ],
         [_BLUE, _ORANGE],
         1.0,
         lambda v: f"{v:.2f}",
         font,
     )
-    inside = [abs(a["brightness_inside"]), abs(o["brightness_inside"])]
-    outside = [a["brightness_outside_abs"], o["brightness_outside_abs"]]
+    inside = [abs(a.brightness_inside), abs(o.brightness_inside)]
+    outside = [a.brightness_outside_abs, o.brightness_outside_abs]
     _bar_panel(
         draw,
         (panel_w + 10, 8, 2 * panel_w - 10, height - 18),
@@ -322,7 +363,7 @@ def report_plot_png(report: dict[str, Any], *, width: int = 720, height: int = 2
         lambda v: f"{v:.0f}",
         font,
     )
-    counts = report["cover_histogram"]["counts"]
+    counts = report.cover_histogram["counts"]
     _bar_panel(
         draw,
         (2 * panel_w + 10, 8, width - 10, height - 18),

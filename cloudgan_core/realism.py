@@ -32,16 +32,16 @@ to measure is NaN with a count of 0, never an exception.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-from cloudgan_core.composite import _as_masks
+from cloudgan_core.composite import _as_masks, brightness
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.quality import _change, _figures, brightness
+from cloudgan_core.quality import blend_figures, change_figures
 
 #: Band order of the ``(N, 9, H, W)`` band arrays (S1–S6 reflectance, S7–S9 brightness temperature).
 BANDS: tuple[str, ...] = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9")
@@ -646,11 +646,11 @@ def _detector(rgb: tuple[np.ndarray, np.ndarray] | None, masks: np.ndarray,
         return dict.fromkeys(_DETECTOR_KEYS, math.nan)
     comp, surf = rgb
     surface_b = brightness(surf)
-    figures = _figures(comp, surface_b, masks)
+    figures = blend_figures(comp, surface_b, masks)
     if shadows is not None:
-        clear = _change(brightness(comp) - surface_b, masks | shadows)
-        figures["brightness_outside"], figures["brightness_outside_abs"] = clear["outside"], clear["outside_abs"]
-    return {key: figures[key] for key in _DETECTOR_KEYS}
+        clear = change_figures(brightness(comp) - surface_b, masks | shadows)
+        figures = replace(figures, brightness_outside=clear.outside, brightness_outside_abs=clear.outside_abs)
+    return {key: getattr(figures, key) for key in _DETECTOR_KEYS}
 
 
 def _rgb(pairs: _Pairs, false_colour: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:

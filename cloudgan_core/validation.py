@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudgan_core.export import PAIR_FOLDERS
+from cloudgan_core.cover import CoverRange
 
 _MAX_LISTED = 20  # tile indices listed in metadata at most
 
@@ -184,21 +184,18 @@ def check_inside_mask_changed(
     return CheckOutcome(True, f"{share:.1%} of {n_cloudy} cloudy pixels changed", meta)
 
 
-def check_cloud_fraction_range(
-    cloud_fractions: Sequence[float] | np.ndarray, low: float, high: float
-) -> CheckOutcome:
-    """Every cloud fraction lies within ``[low, high]`` (NaN fails)."""
-    f = np.asarray(cloud_fractions, dtype=np.float64).ravel()
-    tol = 1e-9
-    bad = np.flatnonzero(~((f >= low - tol) & (f <= high + tol)))
+def check_cover_range(cover: Sequence[float] | np.ndarray, cover_range: CoverRange) -> CheckOutcome:
+    """Every cover (percent) lies in ``cover_range`` (:meth:`CoverRange.contains`; NaN fails)."""
+    c = np.asarray(cover, dtype=np.float64).ravel()
+    bad = np.flatnonzero(~cover_range.contains(c))
     meta: dict[str, Any] = {
-        "low": float(low),
-        "high": float(high),
-        "n": int(f.size),
+        "min_cover": cover_range.min,
+        "max_cover": cover_range.max,
+        "n": int(c.size),
         "n_outside": int(bad.size),
         "outside_tiles": bad[:_MAX_LISTED].tolist(),
     }
-    finite = f[np.isfinite(f)]
+    finite = c[np.isfinite(c)]
     if finite.size:
         meta["min"] = float(finite.min())
         meta["max"] = float(finite.max())
@@ -206,11 +203,10 @@ def check_cloud_fraction_range(
         k = int(bad[0])
         return CheckOutcome(
             False,
-            f"{bad.size} of {f.size} cloud fractions outside [{low}, {high}] "
-            f"(first: tile {k} with {f[k]})",
+            f"{bad.size} of {c.size} covers outside {cover_range.label} (first: tile {k} with {c[k]:g} %)",
             meta,
         )
-    return CheckOutcome(True, f"all {f.size} cloud fractions within [{low}, {high}]", meta)
+    return CheckOutcome(True, f"all {c.size} covers within {cover_range.label}", meta)
 
 
 def check_tiles_sane(images: Any) -> CheckOutcome:
@@ -252,28 +248,31 @@ def check_min_pairs(n: int, minimum: int) -> CheckOutcome:
 # --------------------------------------------------------------------------- composed checks
 
 
-def check_composites_aligned(data: Mapping[str, Any]) -> CheckOutcome:
-    """Composites, clouds and surfaces share one shape, and masks and index rows pair up with them."""
-    n = len(data["images"])
-    for name in ("clouds", "surfaces"):
-        if data[name].shape != data["images"].shape:
-            return CheckOutcome(False, f"{name} {data[name].shape} and images {data['images'].shape} differ in shape",
+def check_composites_aligned(images: Any, masks: Any, clouds: Any, surfaces: Any,
+                             tiles: Sequence[int]) -> CheckOutcome:
+    """Composites, clouds and surfaces share one shape, and masks and index rows (their ``tile``
+    numbers) pair up with them."""
+    n = len(images)
+    for name, arr in (("clouds", clouds), ("surfaces", surfaces)):
+        if np.shape(arr) != np.shape(images):
+            return CheckOutcome(False, f"{name} {np.shape(arr)} and images {np.shape(images)} differ in shape",
                                 {"n_images": n})
-    return check_aligned(data["images"], data["masks"], [int(r["tile"]) for r in data["index"]])
+    return check_aligned(images, masks, tiles)
 
 
-def cloud_fractions(masks: np.ndarray) -> np.ndarray:
-    """Share of cloudy pixels (0..1) of each ``(N, H, W)`` 0/1 mask; empty for no masks."""
-    return masks.reshape(len(masks), -1).mean(axis=1) if len(masks) else np.zeros(0)
+def cover_percent(masks: np.ndarray) -> np.ndarray:
+    """Cloud cover (percent, 0..100) of each ``(N, H, W)`` 0/1 mask; empty for no masks."""
+    masks = np.asarray(masks)
+    return 100.0 * masks.reshape(len(masks), -1).mean(axis=1) if len(masks) else np.zeros(0)
 
 
-def check_composites_sane(data: Mapping[str, Any]) -> CheckOutcome:
+def check_composites_sane(images: Any, clouds: Any, surfaces: Any) -> CheckOutcome:
     """No composite, cloud or surface tile is all black or NaN; an empty partition passes."""
-    if len(data["images"]) == 0:
+    if len(images) == 0:
         return CheckOutcome(True, "no composites in this partition (no cloud tiles): nothing to check",
                             {"n_tiles": 0})
-    for name in ("images", "clouds", "surfaces"):
-        outcome = check_tiles_sane(data[name])
+    for name, arr in (("images", images), ("clouds", clouds), ("surfaces", surfaces)):
+        outcome = check_tiles_sane(arr)
         if not outcome.passed:
             return CheckOutcome(False, f"{name}: {outcome.description}", outcome.metadata)
     return outcome
@@ -281,12 +280,13 @@ def check_composites_sane(data: Mapping[str, Any]) -> CheckOutcome:
 
 def check_training_set_aligned(numbers: Mapping[str, list[int]], images: Sequence[np.ndarray],
                                masks: Sequence[np.ndarray]) -> CheckOutcome:
-    """images/ and masks/ pair up (same numbers and tile sizes), and clouds/, surface/ and the
-    manifest list the same numbers (arguments as returned by :func:`load_training_pngs`)."""
+    """images/ and masks/ pair up (same numbers and tile sizes), and every other folder and the
+    manifest list the same numbers (``numbers``: pair numbers per folder and ``manifest``; the
+    PNGs of images/ and masks/ as stored, in number order)."""
     outcome = check_aligned(images, masks, numbers["images"], mask_index=numbers["masks"])
     if not outcome.passed:
         return outcome
-    for other in (*PAIR_FOLDERS[2:], "manifest"):
+    for other in (k for k in numbers if k not in ("images", "masks")):
         if numbers[other] != numbers["images"]:
             missing = sorted(set(numbers["images"]) - set(numbers[other]))
             extra = sorted(set(numbers[other]) - set(numbers["images"]))

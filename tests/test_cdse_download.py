@@ -19,9 +19,9 @@ from cloudgan_core.cdse import (
     TokenManager,
     download_product,
     find_product_by_name,
-    md5_file,
     same_site,
 )
+from cloudgan_core.digests import file_digest
 from cloudgan_core.simulate import simulate_product
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, parse_manifest
 from cloudgan_core.slstr.product import OPTIONAL_FILES, PIPELINE_FILES, open_product
@@ -82,7 +82,7 @@ def test_files_mode_fetches_pipeline_files_through_redirect(cdse, tmp_path, prod
     manifest = parse_manifest((path / MANIFEST_NAME).read_bytes())
     for name in EXPECTED_FILES:
         if name != MANIFEST_NAME:
-            assert md5_file(path / name) == manifest.files[name].md5
+            assert file_digest(path / name, "md5") == manifest.files[name].md5
     assert (path / MANIFEST_NAME).read_bytes() == (product_folder / MANIFEST_NAME).read_bytes()
     assert leftovers(tmp_path) == [] and sorted(p.name for p in dest.iterdir()) == [info.name]
     with open_product(path) as product:
@@ -121,7 +121,7 @@ def test_corrupt_file_is_retried(cdse, tmp_path):
     path = download_product(info, tmp_path / "inbox", endpoints=endpoints, tokens=tokens, **FAST)
     assert cdse.file_requests["S1_radiance_an.nc"] == 2
     manifest = parse_manifest((path / MANIFEST_NAME).read_bytes())
-    assert md5_file(path / "S1_radiance_an.nc") == manifest.files["S1_radiance_an.nc"].md5
+    assert file_digest(path / "S1_radiance_an.nc", "md5") == manifest.files["S1_radiance_an.nc"].md5
 
 
 def test_persistent_mismatch_fails_naming_the_file_then_resume_fetches_only_it(cdse, tmp_path, caplog):
@@ -140,7 +140,7 @@ def test_persistent_mismatch_fails_naming_the_file_then_resume_fetches_only_it(c
     assert "S3_radiance_an.nc" not in {p.name for p in staging.iterdir()}
     for p in staging.iterdir():
         if p.name != MANIFEST_NAME:
-            assert md5_file(p) == manifest.files[p.name].md5
+            assert file_digest(p, "md5") == manifest.files[p.name].md5
     for text in (str(err.value), caplog.text):
         assert DEFAULT_PASSWORD not in text
         assert not any(tok in text for tok in cdse.issued_tokens)

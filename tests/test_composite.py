@@ -9,11 +9,14 @@ import pytest
 
 from cloudgan_core.composite import (
     assign_surfaces,
+    brightness,
     cloud_colour,
     cloud_opacity,
     composite,
+    composite_stats,
 )
 from cloudgan_core.errors import CloudGANError
+from cloudgan_core.settings import SettingError
 
 
 def _tiles(seed: int = 0, n: int = 12, size: int = 32):
@@ -131,7 +134,7 @@ def test_opacity_grows_with_brightness() -> None:
 )
 def test_opacity_rejects_bad_settings(kwargs) -> None:
     s, c, m = _tiles(n=1, size=4)
-    with pytest.raises(CloudGANError):
+    with pytest.raises(SettingError, match="min_opacity|max_opacity|gamma"):
         cloud_opacity(c, m, **kwargs)
 
 
@@ -223,3 +226,38 @@ def test_bad_inputs_are_named() -> None:
         composite(surface, clouds, masks, blend="screen")  # type: ignore[arg-type]
     with pytest.raises(CloudGANError, match="uint8"):
         composite(surface.astype(np.float32), clouds, masks)
+
+
+# --------------------------------------------------------------------------- brightness and figures
+
+
+def test_brightness_is_the_exact_channel_mean() -> None:
+    surface, _, _ = _tiles(n=3, size=8)
+    exact = surface.astype(np.float64).sum(axis=-1) / 3.0
+    b = brightness(surface)
+    assert b.dtype == np.float32 and b.shape == (3, 8, 8)
+    np.testing.assert_array_equal(b, exact.astype(np.float32))
+    np.testing.assert_array_equal(brightness(surface[0]), b[0])  # one (H, W, 3) tile
+    np.testing.assert_allclose(brightness(surface.astype(np.float32)), exact, rtol=1e-6)
+    with pytest.raises(CloudGANError, match="3 channels"):
+        brightness(surface[..., :2])
+
+
+def test_composite_stats_follow_the_opacity_and_the_change() -> None:
+    surface, clouds, masks = _tiles(n=4, size=16)
+    masks[2] = 0  # a tile without cloud
+    images = composite(surface, clouds, masks, min_opacity=0.4)
+    stats = composite_stats(images, surface, clouds, masks, min_opacity=0.4)
+    alpha = cloud_opacity(clouds, masks, min_opacity=0.4)
+    cloudy = masks.astype(bool)
+    change = brightness(images) - brightness(surface)
+    assert stats.mean_opacity == pytest.approx(alpha[cloudy].mean())
+    assert stats.mean_change_inside == pytest.approx(change[cloudy].mean())
+    assert stats.mean_brightness == pytest.approx(brightness(images).mean())
+    assert stats.tile_opacity[2] == 0.0 and stats.tile_change_inside[2] == 0.0
+    assert stats.tile_opacity[0] == pytest.approx(alpha[0][cloudy[0]].mean())
+    original = composite_stats(composite(surface, clouds, masks, blend="original"), surface, clouds, masks,
+                               blend="original")
+    assert original.mean_opacity == 0.5
+    empty = composite_stats(surface[:0], surface[:0], clouds[:0], masks[:0])
+    assert empty.mean_opacity == empty.mean_brightness == 0.0 and empty.tile_opacity.shape == (0,)

@@ -10,8 +10,9 @@ import torch
 from cloudgan_assets.assets import clouds, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import GeneratorModel, TorchDevice
-from cloudgan_core.gan import file_sha256
-from cloudgan_core.stages.tiles import read_index
+from cloudgan_core.digests import file_digest
+from cloudgan_core.stages import sorted_tiles
+from cloudgan_core.stages import synthetic_clouds as synthetic_clouds_stage
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, tiny_generator
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles, clouds])]
@@ -42,15 +43,14 @@ def test_synthetic_clouds_aligned_with_masks_and_reports_the_model(chain, tiny_c
                             resources=res)
     assert result.success
     md = result.asset_materializations_for_node("synthetic_clouds")[0].metadata
-    out = tmp_path / "storage" / "synthetic_clouds" / key
-    clouds_arr, masks = np.load(out / "clouds.npy"), np.load(out / "masks.npy")
-    sorted_masks = np.load(tmp_path / "storage" / "sorted_tiles" / key / "gan_input" / "masks.npy")
-    index = read_index(out / "index.csv")
+    made = synthetic_clouds_stage.read(tmp_path / "storage", key)
+    clouds_arr, masks, index = made.clouds, made.masks, made.index
+    sorted_masks = sorted_tiles.read(tmp_path / "storage", key).gan_input.masks
     assert len(clouds_arr) == len(masks) == len(index) == md["tiles"].value > 0
     assert clouds_arr.shape == (*masks.shape, 3) and clouds_arr.dtype == np.uint8
     assert all(10 < 100 * r["cloud_fraction"] <= 95 for r in index)
     assert np.isin(masks, sorted_masks).all() and masks.shape[1:] == (64, 64)
-    assert md["model_sha256"].value == file_sha256(tiny_checkpoint)
+    assert md["model_sha256"].value == file_digest(tiny_checkpoint) == made.model_sha256
     assert md["device"].value == "cpu" and md["precision"].value == "bf16"
     assert md["tiles_per_second"].value > 0
     assert "data:image/png;base64," in md["preview"].value

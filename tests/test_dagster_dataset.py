@@ -23,9 +23,8 @@ from cloudgan_assets.assets import dataset, ingest, scenes, tiles
 from cloudgan_assets.dataset_checks import COMPOSITE_CHECKS, DATASET_CHECKS, TRAINING_SET_CHECKS
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
-from cloudgan_core.atomic import save_npy, write_text
-from cloudgan_core.export import pair_file_index, read_manifest
-from cloudgan_core.stages.tiles import read_group
+from cloudgan_core.atomic import save_npy
+from cloudgan_core.stages import sorted_tiles, surface_tiles, synthetic_clouds, training_set
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox
 
 MODEL_SHA = hashlib.sha256(b"blurred-mask stand-in generator").hexdigest()
@@ -34,18 +33,13 @@ MODEL_SHA = hashlib.sha256(b"blurred-mask stand-in generator").hexdigest()
 @dg.asset(name="synthetic_clouds", partitions_def=products_partitions, group_name="clouds", deps=["sorted_tiles"])
 def synthetic_clouds_stand_in(context: dg.AssetExecutionContext, storage: CloudGANStorage) -> None:
     key = context.partition_key
-    src = storage.path("sorted_tiles", key) / "gan_input"
-    t = read_group(src)
+    t = sorted_tiles.read(storage.root_path, key).gan_input
     blur = gaussian_filter(t.masks.astype(np.float32), sigma=(0, 2, 2))
     level = 40.0 + 200.0 * blur
     tint = np.array([1.0, 0.97, 1.03], np.float32)
     clouds = np.clip(np.rint(level[..., None] * tint), 0, 255).astype(np.uint8)
-    out = storage.path("synthetic_clouds", key)
-    out.mkdir(parents=True, exist_ok=True)
-    save_npy(out / "clouds.npy", clouds)
-    save_npy(out / "masks.npy", t.masks.astype(np.uint8))
-    write_text(out / "index.csv", (src / "index.csv").read_text())
-    write_text(out / "clouds.json", json.dumps({"model_sha256": MODEL_SHA, "model": "blurred mask", "seed": 7}))
+    synthetic_clouds.write(storage.root_path, key, synthetic_clouds.SyntheticCloudsData(
+        clouds, np.asarray(t.masks, np.uint8), t.index, model="blurred mask", model_sha256=MODEL_SHA, seed=7))
 
 
 UPSTREAM = [*dg.load_assets_from_modules([ingest, scenes, tiles]), synthetic_clouds_stand_in]
@@ -103,7 +97,7 @@ def test_surface_pool_counts_land_and_ocean(env):
     pool = np.load(env.root / "surface_tiles" / "images.npy")
     assert md["count"].value == len(pool) > 0
     assert md["land"].value + md["ocean"].value == len(pool)
-    expected = sum(len(read_group(env.root / "sorted_tiles" / k / "surface")) for k in env.keys)
+    expected = sum(len(sorted_tiles.read(env.root, k).surface) for k in env.keys)
     assert len(pool) == expected
     assert "data:image/png;base64," in md["preview"].value
 
@@ -125,11 +119,11 @@ def test_composites_materialize_with_checks_passing(env):
 
 def test_training_set_pairs_up_exactly(env):
     dest = env.root / "training_set"
-    numbers = pair_file_index(dest)
+    numbers = training_set.read(env.root).numbers()
     total = sum(len(np.load(env.root / "composites" / k / "masks.npy")) for k in env.keys)
     assert numbers["images"] == numbers["masks"] == numbers["clouds"] == numbers["surface"] == \
         numbers["manifest"] == list(range(1, total + 1))
-    rows = read_manifest(dest)
+    rows = training_set.read(env.root).manifest
     assert {r["product"] for r in rows} == set(env.keys)
     assert {r["model_sha256"] for r in rows} == {MODEL_SHA}
     # no product in two splits; two products → one train, one test
@@ -182,7 +176,8 @@ def test_quality_report_alpha_beats_original_blend(env):
     assert a["brightness_outside_abs"] == 0.0 < o["brightness_outside_abs"]
     assert md["alpha_detector_iou"].value == pytest.approx(a["detector_iou"], abs=1e-6)
     assert "| detector IoU (set Otsu) |" in md["table"].value
-    assert "data:image/png;base64," in md["plot"].value
+    assert "| cloud cover | pairs |" in md["cover_histogram"].value
+    assert "data:image/png;base64," in md["preview"].value
 
 
 def test_rematerializing_gives_identical_bytes(env):
@@ -244,7 +239,7 @@ def test_too_few_pairs_blocks_the_quality_report(env, tmp_path):
     assert not checks["training_set:min_pairs"].passed
     assert "quality_report" not in materializations(result)
     assert (root / "quality_report" / "report.json").read_bytes() == report_before
-    assert len(read_manifest(root / "training_set")) == 3
+    assert len(training_set.read(root).manifest) == 3
 
 
 def test_failed_rematerialization_keeps_the_old_set(env, tmp_path):
@@ -266,15 +261,11 @@ def test_failed_rematerialization_keeps_the_old_set(env, tmp_path):
 def test_empty_partition_is_valid_and_empty_pool_is_an_error(env, tmp_path):
     root = env.copy(tmp_path / "storage")
     key = env.keys[0]
-    clouds = root / "synthetic_clouds" / key
-    save_npy(clouds / "clouds.npy", np.load(clouds / "clouds.npy")[:0])
-    save_npy(clouds / "masks.npy", np.load(clouds / "masks.npy")[:0])
-    index = (clouds / "index.csv").read_text().splitlines()[0] + "\n"
-    write_text(clouds / "index.csv", index)
+    made = synthetic_clouds.read(root, key)
+    synthetic_clouds.write(root, key, synthetic_clouds.SyntheticCloudsData(
+        made.clouds[:0], made.masks[:0], [], model=made.model, model_sha256=made.model_sha256))
     # no surface tile at all: zero clouds are still fine ...
-    pool = root / "surface_tiles"
-    save_npy(pool / "images.npy", np.load(pool / "images.npy")[:0])
-    write_text(pool / "index.csv", (pool / "index.csv").read_text().splitlines()[0] + "\n")
+    surface_tiles.write(root, surface_tiles.read(root).images[:0], [])
     result = env.run(dg.AssetSelection.assets("composites"), partition_key=key, root=root)
     md = materializations(result)["composites"]
     assert md["count"].value == 0 and "valid result" in md["empty"].value

@@ -13,10 +13,12 @@ from cloudgan_core.gan import (
     evaluate_generator,
     generate_clouds,
     init_weights,
+    mask_figures,
     masks_to_input,
-    otsu_threshold,
     output_to_uint8,
 )
+from cloudgan_core.quality import otsu_threshold
+from cloudgan_core.settings import SettingError
 
 
 def _generator(seed: int = 0) -> ResnetGenerator:
@@ -150,21 +152,29 @@ class _MaskEcho(nn.Module):
 def test_evaluation_of_a_perfect_and_an_inverted_generator():
     masks = _masks(4)
     perfect = evaluate_generator(_MaskEcho(), masks)
-    assert perfect["mean_brightness_cloud"] == 255.0 and perfect["mean_brightness_clear"] == 0.0
-    assert perfect["iou"] == 1.0 and perfect["threshold_method"] == "otsu"
-    assert perfect["cloud_fraction"] == pytest.approx(np.count_nonzero(masks) / masks.size)
+    assert perfect.mean_brightness_cloud == 255.0 and perfect.mean_brightness_clear == 0.0
+    assert perfect.iou == 1.0 and perfect.threshold_method == "otsu"
+    assert perfect.cloud_fraction == pytest.approx(np.count_nonzero(masks) / masks.size)
+    assert perfect.precision == perfect.recall == 1.0 and perfect.tiles == 4
+    # the same figures from the images themselves (what the model recipe uses for its reference row)
+    echo = np.repeat((masks.astype(bool) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    assert mask_figures(echo, masks) == perfect
 
     class Inverted(nn.Module):
         def forward(self, x):
             return -x
 
     inverted = evaluate_generator(Inverted(), masks, threshold=100)
-    assert inverted["brightness_contrast"] == -255.0 and inverted["iou"] == 0.0
-    assert inverted["threshold_method"] == "fixed"
+    assert inverted.brightness_contrast == -255.0 and inverted.iou == 0.0
+    assert inverted.threshold_method == "fixed" and inverted.threshold == 100.0
+    with pytest.raises(SettingError, match=r"threshold must be within \[0, 255\], got 300"):
+        mask_figures(echo, masks, threshold=300)
 
 
 def test_otsu_threshold_splits_two_groups():
     values = np.concatenate([np.full(500, 20), np.full(300, 200), np.arange(30, 40)]).astype(np.uint8)
     t = otsu_threshold(values)
     assert 39 <= t < 200
-    assert otsu_threshold(np.full(10, 7, np.uint8)) == 127
+    assert ((values > t) == (values >= 200)).all()
+    constant = np.full(10, 7, np.uint8)
+    assert otsu_threshold(constant) == 7.0 and not (constant > otsu_threshold(constant)).any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cloudgan_core.digests import file_digest
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.gan import (
     CheckpointError,
@@ -12,7 +13,6 @@ from cloudgan_core.gan import (
     NLayerDiscriminator,
     ResnetGenerator,
     count_parameters,
-    file_sha256,
     init_weights,
     load_generator,
     resolve_device,
@@ -91,7 +91,7 @@ def test_saved_checkpoint_loads_with_identical_outputs(tmp_path):
     assert all(t.device.type == "cpu" for t in raw.values())
     # same weights -> same bytes, whatever temporary name the atomic write used
     again = save_generator(net, tmp_path / "other.pth")
-    assert file_sha256(again) == file_sha256(path)
+    assert file_digest(again) == file_digest(path)
 
 
 def test_module_prefix_and_running_stats_are_handled(tmp_path):

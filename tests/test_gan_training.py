@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from cloudgan_core.digests import file_digest
 from cloudgan_core.gan import (
     TrainConfig,
     TrainingError,
-    file_sha256,
     generate_clouds,
     load_generator,
     lr_factor,
@@ -68,7 +68,7 @@ def test_train_then_resume(tmp_path):
     assert [row["epoch"] for row in card["history"]] == [1, 2]
     assert card["history"][0]["losses"] == first.history[0]["losses"]
     assert card["epochs_done"] == 2 and card["data"] == {"tiles": "synthetic test blobs"}
-    assert card["files"]["G_B"]["sha256"] == file_sha256(tmp_path / "latest_net_G_B.pth")
+    assert card["files"]["G_B"]["sha256"] == file_digest(tmp_path / "latest_net_G_B.pth")
     assert card["device"] == "cpu" and card["config"]["epochs"] == 2
     markdown = (tmp_path / "model_card.md").read_text()
     assert "| 1 |" in markdown and "| 2 |" in markdown and "synthetic test blobs" in markdown
@@ -78,20 +78,20 @@ def test_train_then_resume(tmp_path):
     straight = tmp_path / "straight"
     train_cyclegan(images, masks, straight, _config(epochs=2), log=lines.append)
     for name in ("G_A", "G_B", "D_A", "D_B"):
-        assert file_sha256(straight / f"latest_net_{name}.pth") == file_sha256(tmp_path / f"latest_net_{name}.pth")
+        assert file_digest(straight / f"latest_net_{name}.pth") == file_digest(tmp_path / f"latest_net_{name}.pth")
 
     # nothing left to do: no further epoch, files unchanged
-    before = file_sha256(tmp_path / "latest_net_G_B.pth")
+    before = file_digest(tmp_path / "latest_net_G_B.pth")
     third = train_cyclegan(images, masks, tmp_path, _config(epochs=2), log=lines.append)
     assert third.epochs_done == 2 and third.start_epoch == 3
-    assert file_sha256(tmp_path / "latest_net_G_B.pth") == before
+    assert file_digest(tmp_path / "latest_net_G_B.pth") == before
 
 
 def test_training_changes_the_weights_and_depends_on_the_seed(tmp_path):
     images, masks = _data(1)
     a = train_cyclegan(images, masks, tmp_path / "a", _config(seed=1), log=lambda _: None)
     b = train_cyclegan(images, masks, tmp_path / "b", _config(seed=2), log=lambda _: None)
-    assert file_sha256(a.generator_b) != file_sha256(b.generator_b)
+    assert file_digest(a.generator_b) != file_digest(b.generator_b)
     # the Adam steps moved the weights away from the seeded initialisation
     from cloudgan_core.gan import ResnetGenerator, init_weights
 

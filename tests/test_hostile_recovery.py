@@ -341,8 +341,8 @@ def test_tiles_alone_recovers_an_interrupted_false_color_and_names_a_missing_one
 
 
 def test_every_stage_input_names_the_asset_to_materialize(tmp_path):
-    from cloudgan_core.dataset import build_quality_report, build_surface_pool, build_training_set, composite_product
-    from cloudgan_core.stages import generate_product_clouds, sorted_tiles, tiles
+    from cloudgan_core.stages import (composites, quality_report, sorted_tiles, surface_tiles, synthetic_clouds, tiles,
+                                      training_set)
 
     root, key = tmp_path, "S3A_KEY"
     cases = [
@@ -353,15 +353,11 @@ def test_every_stage_input_names_the_asset_to_materialize(tmp_path):
         (lambda: sorted_tiles.build(root, key), "tiles", key),
         (lambda: masks.read(root, key), "masks", key),
         (lambda: sorted_tiles.read(root, key), "sorted_tiles", key),
-        (lambda: generate_product_clouds(asset_dir(root, "sorted_tiles", key), asset_dir(root, "c", key), None),
-         "sorted_tiles", key),
-        (lambda: build_surface_pool({key: asset_dir(root, "sorted_tiles", key)}, root / "surface_tiles"),
-         "sorted_tiles", key),
-        (lambda: composite_product(asset_dir(root, "synthetic_clouds", key), root / "surface_tiles",
-                                   asset_dir(root, "composites", key), key=key), "synthetic_clouds", key),
-        (lambda: build_training_set({key: asset_dir(root, "composites", key)}, root / "training_set"),
-         "composites", key),
-        (lambda: build_quality_report(root / "training_set", root / "quality_report"), "training_set", None),
+        (lambda: synthetic_clouds.build(root, key, model=None, model_sha256=""), "sorted_tiles", key),
+        (lambda: surface_tiles.build(root, products=[key]), "sorted_tiles", key),
+        (lambda: composites.build(root, key), "synthetic_clouds", key),
+        (lambda: training_set.build(root, products=[key]), "composites", key),
+        (lambda: quality_report.build(root), "training_set", None),
     ]
     for call, asset, partition in cases:
         with pytest.raises(MissingInputError) as err:

@@ -21,6 +21,7 @@ import pytest
 import xarray as xr
 from pydantic import ValidationError
 
+from cloudgan_assets import dataset_checks
 from cloudgan_assets.assets import clouds, dataset, ingest, scenes, tiles
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_core.cover import CoverRange
@@ -354,9 +355,9 @@ def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     (tiles.SortedTilesConfig, {"min_valid_fraction": 1.5}, ["min_valid_fraction", "[0, 1]"]),
     (tiles.SortedTilesConfig, {"min_cover": 95.0, "max_cover": 10.0}, ["min_cover", "max_cover",
                                                                        "0 <= min_cover < max_cover <= 100"]),
-    (clouds.CloudsConfig, {"min_cover": 50.0, "max_cover": 50.0}, ["min_cover", "max_cover",
+    (clouds.SyntheticCloudsConfig, {"min_cover": 50.0, "max_cover": 50.0}, ["min_cover", "max_cover",
                                                                    "0 <= min_cover < max_cover"]),
-    (clouds.CloudsConfig, {"max_cover": 150.0}, ["max_cover", "<= 100"]),
+    (clouds.SyntheticCloudsConfig, {"max_cover": 150.0}, ["max_cover", "<= 100"]),
     (dataset.CompositesConfig, {"min_opacity": 0.9, "max_opacity": 0.5}, ["min_opacity", "max_opacity"]),
     (dataset.CompositesConfig, {"max_opacity": 1.5}, ["max_opacity", "[0, 1]"]),
     (dataset.CompositesConfig, {"whiten": -0.1}, ["whiten", "[0, 1]"]),
@@ -364,10 +365,15 @@ def test_scene_masks_validates_the_solar_zenith_limit(sim_product, limit):
     (dataset.CompositesConfig, {"blend": "screen"}, ["blend", "alpha"]),
     (dataset.TrainingSetConfig, {"train_fraction": 0.9}, ["train_fraction", "sum to 1"]),
     (dataset.TrainingSetConfig, {"val_fraction": -0.1, "train_fraction": 1.0}, ["val_fraction", "[0, 1]"]),
-    (dataset.TrainingSetConfig, {"min_cover": 0.8, "max_cover": 0.2}, ["min_cover", "max_cover"]),
+    (dataset.TrainingSetConfig, {"min_cover": 80.0, "max_cover": 20.0}, ["min_cover", "max_cover", "percent"]),
+    (dataset.TrainingSetConfig, {"max_cover": 101.0}, ["max_cover", "<= 100"]),
     (dataset.TrainingSetConfig, {"cover_bins": 0}, ["cover_bins", "[1, 1000]"]),
     (dataset.TrainingSetConfig, {"max_pairs": -1}, ["max_pairs", ">= 0"]),
     (dataset.SurfaceTilesConfig, {"tile_size": 250}, ["tile_size", "positive multiple of 4"]),
+    (dataset_checks.CoverRangeConfig, {"min_cover": 0.1, "max_cover": 0.05}, ["0 <= min_cover < max_cover"]),
+    (dataset_checks.InsideChangedConfig, {"min_share": 1.5}, ["min_share", "[0, 1]"]),
+    (dataset_checks.MinPairsConfig, {"min_pairs": -1}, ["min_pairs", ">= 0"]),
+    (clouds.TrainGeneratorConfig, {"crop": 30}, ["crop", "multiple of 4"]),
 ])
 def test_config_classes_validate(cls, values, texts):
     with pytest.raises(ValidationError) as err:
@@ -378,7 +384,9 @@ def test_config_classes_validate(cls, values, texts):
 
 def test_config_defaults_are_valid():
     for cls in (scenes.MasksConfig, scenes.FalseColorConfig, tiles.TilesConfig, tiles.SortedTilesConfig,
-                clouds.CloudsConfig, dataset.CompositesConfig, dataset.TrainingSetConfig, dataset.SurfaceTilesConfig):
+                clouds.SyntheticCloudsConfig, dataset.CompositesConfig, dataset.TrainingSetConfig,
+                dataset.SurfaceTilesConfig, clouds.TrainGeneratorConfig, dataset_checks.CoverRangeConfig,
+                dataset_checks.InsideChangedConfig, dataset_checks.MinPairsConfig):
         cls()
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cloudgan_core.composite import composite
+from cloudgan_core.composite import brightness, composite
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.quality import (
-    brightness,
-    brightness_change,
+    BrightnessChange,
+    change_figures,
     detector_iou,
     iou,
     otsu_threshold,
@@ -86,7 +87,7 @@ def test_brightness_is_channel_mean() -> None:
 def test_otsu_threshold_splits_two_levels() -> None:
     img = np.full((2, 4, 4, 3), 40, np.uint8)
     img[1] = 200
-    t = otsu_threshold(img)
+    t = otsu_threshold(brightness(img))
     assert 40 <= t < 200
     det = threshold_detector(img)
     assert not det[0].any() and det[1].all()
@@ -94,7 +95,7 @@ def test_otsu_threshold_splits_two_levels() -> None:
 
 def test_constant_set_detects_nothing() -> None:
     img = np.full((2, 4, 4, 3), 77, np.uint8)
-    assert otsu_threshold(img) == 77.0
+    assert otsu_threshold(brightness(img)) == 77.0
     assert not threshold_detector(img).any()
     assert not threshold_detector(img, per_tile=True).any()
 
@@ -134,10 +135,12 @@ def test_brightness_change_inside_outside() -> None:
     comp = surf.copy()
     comp[0, :2] = 150
     comp[0, 3, 3] = 40
-    ch = brightness_change(comp, surf, masks)
-    assert ch["inside"] == pytest.approx(100.0)
-    assert ch["outside"] == pytest.approx(-10.0 / 8)
-    assert ch["outside_abs"] == pytest.approx(10.0 / 8)
+    ch = change_figures(brightness(comp) - brightness(surf), masks.astype(bool))
+    assert ch.inside == pytest.approx(100.0)
+    assert ch.outside == pytest.approx(-10.0 / 8)
+    assert ch.outside_abs == pytest.approx(10.0 / 8)
+    assert ch.inside_abs == pytest.approx(100.0)
+    assert change_figures(np.zeros((1, 2, 2), np.float32), np.zeros((1, 2, 2), bool)) == BrightnessChange(0, 0, 0, 0)
 
 
 # --------------------------------------------------------------------------- alpha vs original
@@ -154,13 +157,13 @@ def test_alpha_composite_beats_original_blend_on_detector_iou() -> None:
     for seed in range(3):
         surface, clouds, masks = synthetic_set(seed)
         report = quality_report(composite(surface, clouds, masks), surface, clouds, masks)
-        a, o = report["alpha"], report["original"]
-        assert a["detector_iou"] > o["detector_iou"] + 0.05, (seed, a, o)
-        assert report["iou_gain"] == pytest.approx(a["detector_iou"] - o["detector_iou"])
-        assert a["brightness_outside"] == 0.0 and a["brightness_outside_abs"] == 0.0
-        assert o["brightness_outside_abs"] > 5.0
-        assert a["brightness_inside"] > 40.0
-        gains.append(report["iou_gain"])
+        a, o = report.alpha, report.original
+        assert a.detector_iou > o.detector_iou + 0.05, (seed, a, o)
+        assert report.iou_gain == pytest.approx(a.detector_iou - o.detector_iou)
+        assert a.brightness_outside == 0.0 and a.brightness_outside_abs == 0.0
+        assert o.brightness_outside_abs > 5.0
+        assert a.brightness_inside > 40.0
+        gains.append(report.iou_gain)
     assert min(gains) > 0.05
 
 
@@ -174,24 +177,27 @@ def test_alpha_beats_original_per_tile_with_bright_surfaces() -> None:
     for seed in range(3):
         surface, clouds, masks = synthetic_set(seed, levels=(35.0, 90.0, 150.0))
         report = quality_report(composite(surface, clouds, masks), surface, clouds, masks)
-        assert report["iou_gain_per_tile"] > 0.05, (seed, report["alpha"], report["original"])
+        assert report.iou_gain_per_tile > 0.05, (seed, report.alpha, report.original)
 
 
 def test_without_leak_alpha_still_not_worse() -> None:
     surface, clouds, masks = synthetic_set(7, leak=0.0)
     report = quality_report(composite(surface, clouds, masks), surface, clouds, masks)
-    assert report["alpha"]["detector_iou"] >= report["original"]["detector_iou"]
+    assert report.alpha.detector_iou >= report.original.detector_iou
 
 
 def test_report_histogram_and_counts() -> None:
     surface, clouds, masks = synthetic_set(1)
     report = quality_report(composite(surface, clouds, masks), surface, clouds, masks)
-    assert report["n_pairs"] == 12
-    hist = report["cover_histogram"]
+    assert report.n_pairs == 12
+    hist = report.cover_histogram
     assert len(hist["edges"]) == 11 and len(hist["counts"]) == 10
+    assert hist["edges"] == [10.0 * k for k in range(11)]  # percent
     assert sum(hist["counts"]) == 12
     fractions = masks.reshape(12, -1).mean(axis=1)
     assert hist["counts"] == np.histogram(fractions, bins=np.linspace(0, 1, 11))[0].tolist()
+    assert report.as_dict()["alpha"]["detector_iou"] == report.alpha.detector_iou
+    assert "| detector IoU (set Otsu) |" in report.table_markdown()
 
 
 def test_report_rejects_empty_set() -> None:
@@ -211,5 +217,5 @@ def test_report_plot_png_is_deterministic_png() -> None:
         pixels = np.asarray(im.convert("RGB"))
     assert (pixels == (52, 101, 164)).all(axis=-1).any()  # alpha bars drawn
     assert (pixels == (230, 140, 40)).all(axis=-1).any()  # original bars drawn
-    other = dict(report, alpha=dict(report["alpha"], detector_iou=0.0))
+    other = replace(report, alpha=replace(report.alpha, detector_iou=0.0))
     assert report_plot_png(other) != png

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from cloudgan_core.composite import brightness
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.quality import brightness_change, detector_iou
+from cloudgan_core.quality import change_figures, detector_iou
 from cloudgan_core.realism import (
     BANDS,
     RealismFigures,
@@ -307,9 +308,9 @@ def test_detector_figures_come_from_quality(surface: np.ndarray) -> None:
     from_bands = realism_figures(comp, bands(surface), masks, false_colour=(rgb_comp, rgb_surf))
     assert from_rgb.detector_iou == detector_iou(rgb_comp, masks) > 0.9
     assert from_rgb.detector_iou_per_tile == detector_iou(rgb_comp, masks, per_tile=True)
-    change = brightness_change(rgb_comp, rgb_surf, masks)
-    assert from_rgb.brightness_inside == change["inside"] > 0
-    assert from_rgb.brightness_outside == change["outside"] == 0.0
+    change = change_figures(brightness(rgb_comp) - brightness(rgb_surf), masks.astype(bool))
+    assert from_rgb.brightness_inside == change.inside > 0
+    assert from_rgb.brightness_outside == change.outside == 0.0
     for name in ("detector_iou", "detector_iou_per_tile", "brightness_inside", "brightness_outside"):
         assert getattr(from_bands, name) == getattr(from_rgb, name)
     assert math.isnan(realism_figures(comp, bands(surface), masks).detector_iou)  # bands alone: no false colour

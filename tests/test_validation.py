@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 
 from cloudgan_core.composite import composite
-from cloudgan_core.export import (
-    TrainingPair,
-    pair_file_index,
-    read_training_set,
-    read_training_sources,
-    write_training_set,
-)
+from cloudgan_core.cover import CoverRange
+from cloudgan_core.stages import training_set
+from cloudgan_core.stages.training_set import TrainingPair
 from cloudgan_core.validation import (
     CheckOutcome,
     check_aligned,
-    check_cloud_fraction_range,
+    check_cover_range,
     check_inside_mask_changed,
     check_min_pairs,
     check_outside_mask_unchanged,
@@ -94,16 +90,16 @@ def test_aligned_on_written_set(tmp_path: Path, good_set) -> None:
         )
         for k in range(12)
     ]
-    dest = tmp_path / "ts"
-    write_training_set(dest, pairs, model_sha256="0" * 64, seed=0, blend="alpha")
-    img, msk, rows = read_training_set(dest)
-    idx = pair_file_index(dest)
+    training_set.write(tmp_path, pairs, model_sha256="0" * 64, seed=0, blend="alpha")
+    data = training_set.read(tmp_path)
+    img, msk = data.arrays("images"), data.arrays("masks")
+    idx = data.numbers()
     out = check_aligned(img, msk, index=idx["images"], mask_index=idx["masks"])
     assert out.passed, out.description
-    clouds_back, surf_back = read_training_sources(dest)
+    surf_back = data.arrays("surface")
     assert check_outside_mask_unchanged(img, surf_back, msk).passed
-    (dest / "masks" / "00007.png").unlink()  # broken set: one mask missing
-    idx = pair_file_index(dest)
+    (tmp_path / "training_set" / "masks" / "00007.png").unlink()  # broken set: one mask missing
+    idx = data.numbers()
     out = check_aligned(img, msk, index=idx["images"], mask_index=idx["masks"])
     assert not out.passed and out.metadata["only_images"] == [7]
 
@@ -175,13 +171,17 @@ def test_inside_changed_without_clouds_passes() -> None:
 # --------------------------------------------------------------------------- cloud fraction range
 
 
-def test_fraction_range() -> None:
-    good = check_cloud_fraction_range([0.1, 0.5, 0.9], 0.1, 0.9)
-    assert good.passed and good.metadata["min"] == 0.1 and good.metadata["max"] == 0.9
+def test_cover_range() -> None:
+    good = check_cover_range([10.5, 50.0, 90.0], CoverRange(10, 90))
+    assert good.passed and good.metadata["min"] == 10.5 and good.metadata["max"] == 90.0
+    assert good.description == "all 3 covers within (10, 90] %"
     _json_ok(good)
-    bad = check_cloud_fraction_range([0.1, 0.95, 0.5, 0.05], 0.1, 0.9)
-    assert not bad.passed and bad.metadata["outside_tiles"] == [1, 3]
-    assert not check_cloud_fraction_range([0.2, float("nan")], 0.0, 1.0).passed
+    bad = check_cover_range([10.5, 95.0, 50.0, 5.0, 10.0], CoverRange(10, 90))
+    assert not bad.passed and bad.metadata["outside_tiles"] == [1, 3, 4]  # (10, 90]: 10 itself is outside
+    assert bad.metadata["n_outside"] == 3 and "first: tile 1 with 95 %" in bad.description
+    _json_ok(bad)
+    assert check_cover_range([0.0, 100.0], CoverRange(0, 100)).passed  # from 0 the range holds 0
+    assert not check_cover_range([20.0, float("nan")], CoverRange(0, 100)).passed
 
 
 # --------------------------------------------------------------------------- tiles sane

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from cloudgan_assets.partitions import products_partitions
+from cloudgan_core.stages import synthetic_clouds
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,4 +97,4 @@ def test_graphql_lists_the_asset_graph_and_launches_a_partition_run(webserver):
             break
         time.sleep(1)
     assert status == "SUCCESS", (tmp_path / "webserver.log").read_text()[-3000:]
-    assert (tmp_path / "storage" / "synthetic_clouds" / key / "clouds.npy").is_file()
+    synthetic_clouds.read(tmp_path / "storage", key)  # stored, complete and consistent

@@ -21,7 +21,7 @@ from cloudgan_core.cdse.catalogue import (
 from cloudgan_core.cdse.config import MAX_CONNECTIONS, CdseCredentials, CdseEndpoints
 from cloudgan_core.cdse.discovery import (Discovery, DiscoveryConfig, DiscoveryCursor, DiscoveryPlan, discover,
                                           plan_additions, search_window)
-from cloudgan_core.cdse.download import download_product, md5_file, node_url, product_url
+from cloudgan_core.cdse.download import download_product, node_url, product_url
 from cloudgan_core.cdse.errors import (
     CdseAuthError,
     CdseConfigError,
@@ -61,7 +61,6 @@ __all__ = [
     "download_product",
     "find_product_by_name",
     "iter_products",
-    "md5_file",
     "node_url",
     "odata_datetime",
     "plan_additions",

@@ -22,7 +22,6 @@ through :func:`~cloudgan_core.cdse.redact.redact` with every secret the token ma
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
@@ -67,6 +66,7 @@ from cloudgan_core.cdse.http import (
     url_path,
 )
 from cloudgan_core.cdse.redact import redact
+from cloudgan_core.digests import file_digest, new_digest
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestFile, parse_manifest
 from cloudgan_core.slstr.product import OPTIONAL_FILES, PIPELINE_FILES
@@ -78,7 +78,6 @@ DOWNLOAD_SLACK = 64 * 1024
 #: Largest single download, in bytes (whole SL_1_RBT zips are about 0.3-0.6 GB).
 MAX_DOWNLOAD_BYTES = 2 * 1024**3
 
-_CHUNK = 1 << 20
 _MAX_REDIRECTS = 10
 _NETWORK_ERRORS = (
     requests.ConnectionError,
@@ -98,15 +97,6 @@ def node_url(endpoints: CdseEndpoints, info: ProductInfo, relpath: str) -> str:
     """``$value`` URL of one file inside the product, e.g. ``.../Nodes(x.SEN3)/Nodes(a.nc)/$value``."""
     nodes = [f"{info.key}.SEN3", *relpath.split("/")]
     return product_url(endpoints, info) + "".join(f"/Nodes({quote(n, safe='')})" for n in nodes) + "/$value"
-
-
-def md5_file(path: Path) -> str:
-    """Lower-case hex MD5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _member(folder: Path, relpath: str, suffix: str = "") -> Path:
@@ -130,7 +120,7 @@ def _intact(path: Path, md5: str | None, size: int | None) -> bool:
         return False
     if size is not None and size >= 0 and path.stat().st_size != size:
         return False
-    return md5 is None or md5_file(path) == md5
+    return md5 is None or file_digest(path, "md5") == md5
 
 
 class _Cancelled(Exception):
@@ -273,7 +263,7 @@ class _Fetcher:
 
     def _receive(self, resp: requests.Response, part: Path | None, watch: TransferWatch, max_bytes: int,
                  expected: int | None) -> tuple[bytes | None, int, str]:
-        digest = hashlib.md5(usedforsecurity=False)
+        digest = new_digest("md5")
         chunks: list[bytes] = []
         with open(part, "wb") if part is not None else nullcontext() as fh:
             keep = fh.write if fh is not None else chunks.append

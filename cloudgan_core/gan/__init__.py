@@ -4,9 +4,9 @@
 compatible with the reference pytorch-CycleGAN-and-pix2pix implementation in both directions.
 """
 
-from cloudgan_core.gan.checkpoint import CheckpointError, file_sha256, load_generator, save_generator
+from cloudgan_core.gan.checkpoint import CheckpointError, load_generator, save_generator
 from cloudgan_core.gan.devices import DeviceError, resolve_device, resolve_precision
-from cloudgan_core.gan.evaluate import evaluate_generator, otsu_threshold
+from cloudgan_core.gan.evaluate import MaskFigures, evaluate_generator, mask_figures
 from cloudgan_core.gan.inference import (
     GenerationResult,
     InferenceError,
@@ -30,6 +30,7 @@ __all__ = [
     "DeviceError",
     "GenerationResult",
     "InferenceError",
+    "MaskFigures",
     "NLayerDiscriminator",
     "ResnetGenerator",
     "TrainConfig",
@@ -37,13 +38,12 @@ __all__ = [
     "TrainingError",
     "count_parameters",
     "evaluate_generator",
-    "file_sha256",
     "generate_clouds",
     "init_weights",
     "load_generator",
     "lr_factor",
+    "mask_figures",
     "masks_to_input",
-    "otsu_threshold",
     "output_to_uint8",
     "render_model_card",
     "resolve_device",

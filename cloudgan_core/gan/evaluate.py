@@ -3,64 +3,126 @@
 A good G_B puts bright cloud where the mask says cloud and dark, empty scene where it says
 clear. Two figures show this without any reference image:
 
-* mean brightness inside vs outside the mask (brightness = mean of the three channels, 0..255);
-* IoU between the mask and a brightness-threshold cloud detector applied to the generated tile
-  (threshold: Otsu's, computed over all generated pixels together, unless one is given).
+* mean brightness inside vs outside the mask (:func:`cloudgan_core.composite.brightness`: mean
+  of the three channels, 0..255, float);
+* IoU (:func:`cloudgan_core.quality.iou`) between the mask and a brightness-threshold cloud
+  detector applied to the generated tile (threshold: :func:`cloudgan_core.quality.otsu_threshold`
+  over all generated pixels together, unless one is given).
+
+:func:`mask_figures` computes them for any images of the masks (generated ones, or a product's
+own images as a reference); :func:`evaluate_generator` runs the generator first.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from cloudgan_core.composite import brightness
 from cloudgan_core.gan.inference import InferenceError, generate_clouds
+from cloudgan_core.quality import iou, otsu_threshold
+from cloudgan_core.settings import check_between
 
 
-def otsu_threshold(values: np.ndarray) -> int:
-    """Otsu's threshold of integer values 0..255 (maximises the between-class variance).
+@dataclass(frozen=True)
+class MaskFigures:
+    """How well images follow their masks.
+
+    Attributes
+    ----------
+    tiles
+        Number of tiles.
+    cloud_fraction
+        Share of mask pixels that are cloud.
+    mean_brightness_cloud, mean_brightness_clear
+        Mean brightness (0..255) of the pixels inside / outside the masks (``None`` when the masks
+        hold no such pixel).
+    brightness_contrast
+        Cloud minus clear (``None`` when one of them is).
+    threshold, threshold_method
+        The detector's brightness threshold and ``"otsu"`` or ``"fixed"``.
+    iou
+        IoU of ``brightness > threshold`` against the masks, pooled over all pixels.
+    precision, recall
+        Of the detector (``None`` when nothing is detected / the masks hold no cloud).
+    """
+
+    tiles: int
+    cloud_fraction: float
+    mean_brightness_cloud: float | None
+    mean_brightness_clear: float | None
+    brightness_contrast: float | None
+    threshold: float
+    threshold_method: str
+    iou: float
+    precision: float | None
+    recall: float | None
+
+    def as_dict(self) -> dict:
+        """Plain JSON types (for a model card)."""
+        return asdict(self)
+
+
+def mask_figures(images: np.ndarray, masks: np.ndarray, *, threshold: float | None = None) -> MaskFigures:
+    """:class:`MaskFigures` of ``uint8 (N, H, W, 3)`` images of ``(N, H, W)`` masks (non-zero = cloud).
 
     Parameters
     ----------
-    values
-        uint8 (or integer 0..255) array of any shape.
+    images
+        The images (e.g. G_B's output for the masks).
+    masks
+        The masks (bool, 0/1 or 0/255).
+    threshold
+        Brightness (0..255) above which a pixel counts as cloud; ``None``: Otsu's threshold over
+        all pixels.
 
-    Returns
-    -------
-    int
-        ``t`` such that ``values > t`` is the bright class; 127 if all values are equal.
+    Raises
+    ------
+    InferenceError
+        ``images`` and ``masks`` do not pair up.
+    SettingError
+        ``threshold`` is outside 0..255.
     """
-    hist = np.bincount(np.asarray(values, dtype=np.uint8).ravel(), minlength=256).astype(np.float64)
-    total = hist.sum()
-    if total == 0 or np.count_nonzero(hist) < 2:
-        return 127
-    levels = np.arange(256, dtype=np.float64)
-    weight_low = np.cumsum(hist)  # pixels <= t
-    sum_low = np.cumsum(hist * levels)
-    weight_high = total - weight_low
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_low = sum_low / weight_low
-        mean_high = (sum_low[-1] - sum_low) / weight_high
-        between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    between = np.nan_to_num(between, nan=-1.0, posinf=-1.0)
-    return int(np.argmax(between))
-
-
-def _as_bool_mask(masks: np.ndarray) -> np.ndarray:
-    return masks.astype(bool) if masks.dtype != np.bool_ else masks
+    b = brightness(images)
+    truth = np.asarray(masks).astype(bool)
+    if b.shape != truth.shape:
+        raise InferenceError(f"images {np.shape(images)} and masks {truth.shape} do not pair up")
+    method = "fixed"
+    if threshold is None:
+        threshold, method = otsu_threshold(b), "otsu"
+    threshold = check_between("threshold", threshold, 0.0, 255.0)
+    detected = b > np.float32(threshold)
+    inside, outside = b[truth], b[~truth]
+    mean_in = float(inside.mean(dtype=np.float64)) if inside.size else None
+    mean_out = float(outside.mean(dtype=np.float64)) if outside.size else None
+    hits = int(np.count_nonzero(detected & truth))
+    n_detected, n_truth = int(np.count_nonzero(detected)), int(np.count_nonzero(truth))
+    return MaskFigures(
+        tiles=int(len(truth)),
+        cloud_fraction=n_truth / truth.size,
+        mean_brightness_cloud=mean_in,
+        mean_brightness_clear=mean_out,
+        brightness_contrast=(mean_in - mean_out) if mean_in is not None and mean_out is not None else None,
+        threshold=threshold,
+        threshold_method=method,
+        iou=iou(detected, truth),
+        precision=hits / n_detected if n_detected else None,
+        recall=hits / n_truth if n_truth else None,
+    )
 
 
 def evaluate_generator(
     model: nn.Module,
     masks: np.ndarray,
     *,
-    threshold: int | None = None,
+    threshold: float | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 16,
     precision: str = "fp32",
-) -> dict[str, Any]:
+) -> MaskFigures:
     """Generate clouds for held-out masks and measure how well they follow the masks.
 
     Parameters
@@ -70,49 +132,11 @@ def evaluate_generator(
     masks
         ``(N, H, W)`` held-out masks (bool, 0/1 or 0/255; non-zero = cloud), sides multiples of 4.
     threshold
-        Brightness (0..255) above which a generated pixel counts as cloud; ``None``: Otsu's
-        threshold over all generated pixels.
+        See :func:`mask_figures`.
     device, batch_size, precision
         As :func:`~cloudgan_core.gan.inference.generate_clouds`.
-
-    Returns
-    -------
-    dict
-        ``tiles``, ``cloud_fraction`` (of mask pixels), ``mean_brightness_cloud`` and
-        ``mean_brightness_clear`` (0..255; ``None`` when the masks hold no such pixel),
-        ``brightness_contrast`` (cloud minus clear), ``threshold``, ``threshold_method``
-        (``"otsu"`` or ``"fixed"``), ``iou`` (pooled over all pixels; ``None`` when both mask
-        and detection are empty), ``precision`` and ``recall`` of the detector.
     """
     if not isinstance(masks, np.ndarray) or masks.ndim != 3 or len(masks) == 0:
         raise InferenceError(f"masks: expected a non-empty (N, H, W) array, got {getattr(masks, 'shape', masks)}")
     result = generate_clouds(model, masks, device=device, batch_size=batch_size, precision=precision)
-    # brightness per pixel, rounded to 0..255
-    brightness = np.rint(result.clouds.astype(np.float32).mean(axis=-1)).astype(np.uint8)
-    truth = _as_bool_mask(masks)
-    method = "fixed"
-    if threshold is None:
-        threshold, method = otsu_threshold(brightness), "otsu"
-    if not 0 <= threshold <= 255:
-        raise InferenceError(f"threshold must be within 0..255, got {threshold}")
-    detected = brightness > threshold
-    inside = brightness[truth]
-    outside = brightness[~truth]
-    mean_in = float(inside.mean(dtype=np.float64)) if inside.size else None
-    mean_out = float(outside.mean(dtype=np.float64)) if outside.size else None
-    intersection = int(np.count_nonzero(detected & truth))
-    union = int(np.count_nonzero(detected | truth))
-    n_detected = int(np.count_nonzero(detected))
-    n_truth = int(np.count_nonzero(truth))
-    return {
-        "tiles": int(len(masks)),
-        "cloud_fraction": n_truth / truth.size,
-        "mean_brightness_cloud": mean_in,
-        "mean_brightness_clear": mean_out,
-        "brightness_contrast": (mean_in - mean_out) if mean_in is not None and mean_out is not None else None,
-        "threshold": int(threshold),
-        "threshold_method": method,
-        "iou": intersection / union if union else None,
-        "precision": intersection / n_detected if n_detected else None,
-        "recall": intersection / n_truth if n_truth else None,
-    }
+    return mask_figures(result.clouds, masks, threshold=threshold)

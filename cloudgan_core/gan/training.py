@@ -37,8 +37,9 @@ import torch
 from torch import nn
 
 from cloudgan_core.atomic import write_bytes, write_text
+from cloudgan_core.digests import file_digest
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.gan.checkpoint import file_sha256, save_generator, torch_bytes
+from cloudgan_core.gan.checkpoint import save_generator, torch_bytes
 from cloudgan_core.gan.devices import resolve_device
 from cloudgan_core.gan.inference import _mask_scale, masks_to_input
 from cloudgan_core.gan.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, init_weights
@@ -460,7 +461,7 @@ def _card(
     data: Any, command: str | None, extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     files = {
-        name: {"path": NET_FILES[name], "sha256": file_sha256(out_dir / NET_FILES[name])}
+        name: {"path": NET_FILES[name], "sha256": file_digest(out_dir / NET_FILES[name])}
         for name in ("G_A", "G_B", "D_A", "D_B")
     }
     card: dict[str, Any] = {

@@ -9,16 +9,21 @@ Each module of :mod:`cloudgan_core.stages` is named as the Dagster asset it back
 
 A result satisfies :class:`StageResult`: ``path`` (what was written), ``notes`` (remarks a user
 should see), ``figures()`` (plain JSON-able numbers and strings for the run's metadata) and
-``preview()`` (a small image, or None).
+``preview()`` (a small image, or None). A figure may also be a :class:`~pathlib.Path` (shown as a
+path), a dict or list (shown as JSON) or :class:`Markdown` text (shown rendered).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from cloudgan_core.atomic import recover_folders
+from cloudgan_core.storage import asset_dir
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,17 @@ class StageResult(Protocol):
     def figures(self) -> dict[str, object]: ...
 
     def preview(self) -> Preview | None: ...
+
+
+class Markdown(str):
+    """A figure whose text is Markdown (a table, say): shown rendered rather than as plain text."""
+
+
+def stored_partitions(root: Path, asset: str, keys: Iterable[str]) -> list[str]:
+    """The partitions among ``keys`` whose ``<root>/<asset>/<key>`` folder exists, sorted, after an
+    interrupted folder swap of any of them is put back (:func:`cloudgan_core.atomic.recover_folders`).
+
+    What the unpartitioned stages use to find the products to gather (each stage's ``read`` then
+    checks the folder's files)."""
+    recover_folders(asset_dir(root, asset))
+    return sorted({k for k in keys if asset_dir(root, asset, k).is_dir()})
