@@ -71,7 +71,8 @@ Sun glint (open water): Cox & Munk (1954) with a drawn wind speed W (m/s),
 (s, v the unit vectors to sun and sensor, beta the facet tilt, F the Schlick approximation of the
 Fresnel reflectance with F(0) = 0.02), times an atmospheric transmittance per band
 (:data:`GLINT_TRANSMITTANCE`), and + 100 K per unit glint reflectance in S7 (reflected sunlight at
-3.7 um). The ``sun_glint`` flag is set on ocean pixels where rho_g > :data:`GLINT_FLAG_REFLECTANCE`.
+3.7 um); computed on the 1 km grid (the angles are smooth) and applied to the open-water fraction of
+a pixel. The ``sun_glint`` flag is set on ocean pixels where rho_g > :data:`GLINT_FLAG_REFLECTANCE`.
 
 Clouds
 ------
@@ -105,7 +106,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from scipy.ndimage import binary_dilation, zoom
+from scipy.ndimage import binary_dilation
 
 from cloudgan_core.atomic import atomic_dir, atomic_path
 from cloudgan_core.clouds import (BANDS, REFLECTIVE, THERMAL, CloudField, Geometry, ProceduralClouds,
@@ -504,13 +505,15 @@ def _geometry(grids: _Grids, rng: np.random.Generator, start: datetime, sza_rang
                      image["sat_azimuth_tn"], lat0, lon0, decl)
 
 
-def _glint(geo: _Geometry, wind_m_s: float) -> np.ndarray:
-    """Cox-Munk sun-glint reflectance of a water surface (module docstring), float32; 0 with the sun low."""
+def _glint(sza: np.ndarray, saa: np.ndarray, vza: np.ndarray, vaa: np.ndarray, wind_m_s: float) -> np.ndarray:
+    """Cox-Munk sun-glint reflectance of a water surface (module docstring), float32; 0 with the sun low.
+
+    Angles in degrees (float32 arrays of one shape)."""
     f32 = np.float32
-    ts, tv = np.deg2rad(geo.sza), np.deg2rad(geo.vza)
+    ts, tv = np.deg2rad(sza), np.deg2rad(vza)
     mu_s, mu_v = np.cos(ts), np.cos(tv)
     sin_s, sin_v = np.sin(ts), np.sin(tv)
-    cos_2w = mu_s * mu_v + sin_s * sin_v * np.cos(np.deg2rad(geo.saa - geo.vaa))  # s . v
+    cos_2w = mu_s * mu_v + sin_s * sin_v * np.cos(np.deg2rad(saa - vaa))  # s . v
     cos_b = (mu_s + mu_v) / np.sqrt(np.maximum(f32(2.0) + f32(2.0) * cos_2w, f32(1e-6)))
     cos_b2 = cos_b * cos_b
     tan_b2 = (f32(1.0) - cos_b2) / cos_b2
@@ -528,10 +531,18 @@ def _glint(geo: _Geometry, wind_m_s: float) -> np.ndarray:
 def _smooth(shape: tuple[int, int], slope: float, rng: np.random.Generator) -> np.ndarray:
     """A fractal field (unit std) drawn :data:`COARSE` times coarser and bilinearly interpolated: for
     steep spectra (slope >= 3) the scales lost are those that carry almost no variance."""
-    small = (max(2, -(-shape[0] // COARSE)), max(2, -(-shape[1] // COARSE)))
-    coarse = fractal_field(small, slope, rng)
-    fine = zoom(coarse, (shape[0] / small[0], shape[1] / small[1]), order=1, mode="grid-wrap", grid_mode=True)
-    return fine[:shape[0], :shape[1]]
+    out = fractal_field((max(2, -(-shape[0] // COARSE)), max(2, -(-shape[1] // COARSE))), slope, rng)
+    for axis, n in enumerate(shape):  # linear along each axis; pixel areas aligned; periodic like the field
+        m = out.shape[axis]
+        pos = (np.arange(n, dtype=np.float64) + 0.5) * (m / n) - 0.5
+        i0 = np.floor(pos).astype(np.intp)
+        w = (pos - i0).astype(np.float32).reshape((n, 1) if axis == 0 else (1, n))
+        a, b = np.take(out, i0 % m, axis=axis), np.take(out, (i0 + 1) % m, axis=axis)
+        b -= a
+        b *= w
+        a += b
+        out = a
+    return out
 
 
 def _share(values: np.ndarray, fraction: float) -> np.ndarray:
@@ -546,7 +557,7 @@ class _Surface:
     classes: np.ndarray  # uint8 (H, W)
     bands: np.ndarray  # float32 (9, H, W) on the an grid, thermal as the 2 x 2 repeat of the 1 km values
     thermal_in: np.ndarray  # float32 (3, H/2, W/2)
-    glint: np.ndarray  # float32 (H, W): Cox-Munk glint reflectance of open water
+    glint: np.ndarray  # float32 (H/2, W/2): Cox-Munk glint reflectance of open water on the 1 km grid
     sea_temperature_k: float
 
 
@@ -585,14 +596,19 @@ def _surface(rng: np.random.Generator, grids: _Grids, geo: _Geometry, land_fract
     ice = np.zeros(shape, bool)
     ice[~land] = _share(ice_field[~land], ice_share)
     classes[ice] = SEA_ICE
+    del land_field, elevation, moisture, ice_field
 
     # reflectance: class spectrum x (1 + a_class t), sea ice a mix of ice and open water (leads)
-    amp = np.array([CLASS_TEXTURE[c] for c in SURFACE_CLASSES], np.float32)[classes]
-    shade = np.maximum(np.float32(1.0) + amp * texture, np.float32(0.3))
+    shade = np.array([CLASS_TEXTURE[c] for c in SURFACE_CLASSES], np.float32)[classes]
+    shade *= texture
+    shade += np.float32(1.0)
+    np.maximum(shade, np.float32(0.3), out=shade)
     concentration = np.clip(np.float32(0.8) + np.float32(0.5) * texture, 0.0, 1.0)
-    glint = _glint(geo, wind)
-    water = np.where(classes == SEA, np.float32(1.0), np.where(ice, np.float32(1.0) - concentration, np.float32(0.0)))
-    glint_water = glint * water
+    # glint on the 1 km grid (the angles are smooth), on the open water of sea and sea ice (leads)
+    glint = _glint(geo.sza[::2, ::2], geo.saa[::2, ::2], geo.vza[::2, ::2], geo.vaa[::2, ::2], wind)
+    glint_water = glint.repeat(2, axis=0).repeat(2, axis=1)
+    glint_water *= np.where(classes == SEA, np.float32(1.0),
+                            np.where(ice, np.float32(1.0) - concentration, np.float32(0.0)))
     out = np.empty((len(BANDS), rows, cols), np.float32)
     for b in range(len(REFLECTIVE)):
         spectrum = np.array([CLASS_REFLECTANCE[c][b] for c in SURFACE_CLASSES], np.float32)
@@ -601,22 +617,27 @@ def _surface(rng: np.random.Generator, grids: _Grids, geo: _Geometry, land_fract
                       + (np.float32(1.0) - concentration[ice]) * spectrum[SEA])
         plane += np.float32(GLINT_TRANSMITTANCE[b]) * glint_water
         out[b] = plane
+    del shade
 
-    # brightness temperatures on the 1 km grid (2 x 2 means of the 500 m fields), repeated back
-    mu0 = np.clip(np.cos(np.deg2rad(geo.sza)), 0.0, None)
+    # brightness temperatures on the 1 km grid (each 1 km pixel takes the class and texture of its first
+    # 500 m pixel), repeated 2 x 2 onto the 500 m grid
+    half = (slice(None, None, 2), slice(None, None, 2))
+    cls, tex, conc = classes[half], texture[half], concentration[half]
+    mu0 = np.clip(np.cos(np.deg2rad(geo.sza[half])), 0.0, None)
     day = np.minimum(mu0 / np.float32(0.75), np.float32(1.3))
 
     def per_class(table: dict[str, float]) -> np.ndarray:
-        return np.array([table[c] for c in SURFACE_CLASSES], np.float32)[classes]
+        return np.array([table[c] for c in SURFACE_CLASSES], np.float32)[cls]
 
-    t8 = np.float32(t_sea) + per_class(CLASS_WARMING_K) * day + per_class(CLASS_TEXTURE_K) * texture
+    t8 = np.float32(t_sea) + per_class(CLASS_WARMING_K) * day + per_class(CLASS_TEXTURE_K) * tex
+    snow_in, ice_in = cls == SNOW, cls == SEA_ICE
     t_snow, t_ice = min(t_base - 15.0, 265.0), min(t_base - 10.0, 268.0)
-    t8[snow] = np.float32(t_snow) + np.float32(CLASS_TEXTURE_K["snow"]) * texture[snow]
-    t8[ice] = (concentration[ice] * np.float32(t_ice) + (np.float32(1.0) - concentration[ice]) * np.float32(t_sea)
-               + np.float32(CLASS_TEXTURE_K["sea_ice"]) * texture[ice])
-    t7 = t8 + per_class(CLASS_S7_MINUS_S8_K) * day + np.float32(GLINT_S7_K) * glint_water
+    t8[snow_in] = np.float32(t_snow) + np.float32(CLASS_TEXTURE_K["snow"]) * tex[snow_in]
+    t8[ice_in] = (conc[ice_in] * np.float32(t_ice) + (np.float32(1.0) - conc[ice_in]) * np.float32(t_sea)
+                  + np.float32(CLASS_TEXTURE_K["sea_ice"]) * tex[ice_in])
+    t7 = t8 + per_class(CLASS_S7_MINUS_S8_K) * day + np.float32(GLINT_S7_K) * glint_water[half]
     t9 = t8 - per_class(CLASS_S8_MINUS_S9_K)
-    thermal_in = np.stack([_block_mean(t, band) for t, band in zip((t7, t8, t9), THERMAL, strict=True)])
+    thermal_in = np.stack([t7, t8, t9])
     out[len(REFLECTIVE):] = thermal_in.repeat(2, axis=1).repeat(2, axis=2)
     return _Surface(classes, out, thermal_in, glint, t_sea)
 
@@ -635,7 +656,7 @@ def _clouds(rng: np.random.Generator, shape: tuple[int, int], cover: float) -> t
     if cover <= 0:
         return CloudField(np.zeros(shape, np.float32), 0.0), math.inf
     config = ProceduralClouds(mean_tau=float(rng.uniform(10.0, 25.0)), tau_spread=float(rng.uniform(0.6, 0.9)),
-                              spectral_slope=float(rng.uniform(2.2, 2.7)), edge_width=float(rng.uniform(4.0, 10.0)))
+                              spectral_slope=float(rng.uniform(2.4, 2.9)), edge_width=float(rng.uniform(4.0, 10.0)))
     h_median = float(rng.uniform(1.2, 4.0))
     systems = _smooth(shape, 4.0, rng) + np.float32(0.45) * fractal_field(shape, 3.0, rng)
     core = _share(systems, cover) if cover < 1 else np.ones(shape, bool)
@@ -737,21 +758,24 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
     surf = _surface(rng, grids, geo, land_frac)
     clouds, tau_flag = _clouds(rng, (rows, cols), cover)
     rendered, shadow = _render(surf.bands, clouds, geo, surf.sea_temperature_k - 1.0)
+    surface = surf.bands if return_truth else None  # 9 planes: kept for the truth only
+    classes, glint, thermal_in = surf.classes, surf.glint, surf.thermal_in
+    del surf
 
     unfilled = np.zeros((rows, cols), bool)
     unfilled[:, :2 * max(1, cols // 400)] = True  # an even count: whole 1 km columns
     cloud = clouds.tau > tau_flag
-    land = surf.classes >= FOREST
-    snow = (surf.classes == SNOW) | (surf.classes == SEA_ICE)
+    land = classes >= FOREST
+    snow = (classes == SNOW) | (classes == SEA_ICE)
     day = geo.sza < 90
-    glint_flag = ~land & day & (surf.glint > GLINT_FLAG_REFLECTANCE)
+    glint_flag = ~land & day & (glint > GLINT_FLAG_REFLECTANCE).repeat(2, axis=0).repeat(2, axis=1)
 
-    # S1-S6 radiance; the truth keeps what the int16 can hold (saturation) and NaN with the sun down
+    # S1-S6 radiance; the truth (the rendered bands, in place) keeps what the int16 can hold (saturation)
+    # and is NaN with the sun down
     det = (np.arange(rows) % N_DETECTORS).astype(np.uint8)[:, None].repeat(cols, axis=1)
     mu = np.cos(np.deg2rad(geo.sza, dtype=np.float32))
     sun_up = mu > 0
     radiance_counts, e0_detectors = {}, {}
-    truth_bands = rendered.copy()
     for b, band in enumerate(REFLECTIVE):
         e0 = SOLAR_IRRADIANCE[band] * (1.0 + 0.002 * np.arange(N_DETECTORS))
         per_reflectance = (e0.astype(np.float32)[det] * np.where(sun_up, mu, np.float32(0.0))
@@ -761,23 +785,24 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
         saturated = radiance > cap
         if saturated.any():
             radiance[saturated] = cap
-            truth_bands[b][saturated] = cap / per_reflectance[saturated]
-        truth_bands[b][~sun_up] = np.nan
+            rendered[b][saturated] = cap / per_reflectance[saturated]
+        rendered[b][~sun_up] = np.nan
         radiance[unfilled] = np.nan
         radiance_counts[band], e0_detectors[band] = _pack(radiance, RADIANCE_SCALE[band], 0.0), e0
+    del per_reflectance, radiance
 
-    # S7-S9: clear 1 km pixels keep the surface's values, cloudy or shadowed ones the Planck mean
+    # S7-S9: clear 1 km pixels keep the surface's values, cloudy ones the Planck mean of their four pixels
     touched = (clouds.tau > 0).reshape(rows // 2, 2, cols // 2, 2).any(axis=(1, 3))
     unfilled_in = unfilled[::2, ::2]
     bt_in = {}
     for k, band in enumerate(THERMAL):
-        values = surf.thermal_in[k].copy()
+        values = thermal_in[k].copy()
         if touched.any():
             values[touched] = _block_mean(rendered[len(REFLECTIVE) + k], band)[touched]
-        truth_bands[len(REFLECTIVE) + k] = values.repeat(2, axis=0).repeat(2, axis=1)
+        rendered[len(REFLECTIVE) + k] = values.repeat(2, axis=0).repeat(2, axis=1)
         values[unfilled_in] = np.nan
         bt_in[band] = values
-    truth_bands[:, unfilled] = np.nan
+    rendered[:, unfilled] = np.nan
 
     def build(folder: Path) -> None:
         written: dict[str, tuple[int, str]] = {}
@@ -868,13 +893,12 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
         target = out_dir / name
         with atomic_dir(target) as folder:
             build(folder)
-    if not return_truth:
+    if surface is None:
         return target
-    surface = surf.bands.copy()
     surface[:, unfilled] = np.nan
     return target, SceneTruth(
-        cloud=cloud, land=land, snow=snow, unfilled=unfilled, sza=geo.sza, classes=surf.classes, tau=clouds.tau,
+        cloud=cloud, land=land, snow=snow, unfilled=unfilled, sza=geo.sza, classes=classes, tau=clouds.tau,
         top_height_km=clouds.top_height_km if isinstance(clouds.top_height_km, np.ndarray)
         else np.zeros((rows, cols), np.float32),
-        tau_flag=tau_flag, shadow=shadow, sun_glint=glint_flag, surface=surface, bands=truth_bands,
+        tau_flag=tau_flag, shadow=shadow, sun_glint=glint_flag, surface=surface, bands=rendered,
         solar_azimuth=geo.saa, view_zenith=geo.vza, view_azimuth=geo.vaa)
