@@ -16,7 +16,8 @@ dimension names:
 - ``indices_an.nc``: ``detector_an``, detector ``row % 4``;
 - ``S7..S9_BT_in.nc``: ``S{n}_BT_in`` int16, ``scale_factor`` 0.01, ``add_offset`` 283.73,
   ``_FillValue`` -32768, on the 1 km ``in`` grid (rows/2 x cols/2, ``track_offset`` half the an one),
-  like the real S8: the radiance (Planck) mean of the 2 x 2 rendered 500 m pixels;
+  like the real S8: the surface's 1 km value, or where cloud touches the 1 km pixel the radiance
+  (Planck) mean of its 2 x 2 rendered 500 m pixels;
 - ``geometry_tn.nc``: ``solar_zenith_tn``, ``solar_azimuth_tn``, ``sat_zenith_tn``,
   ``sat_azimuth_tn`` (float64, degrees) on the 16 km x 1 km tie grid, NaN in the last columns;
 - ``flags_an.nc``: ``confidence_an``, ``cloud_an``, ``bayes_an``, ``pointing_an`` with the real
@@ -32,7 +33,8 @@ Scene geometry
 A descending daytime pass drawn north-up: rows run south (heading 180 deg, the renderer's default
 frame), columns east, one tie row per km along track. The sub-satellite point is the an column
 ``track_offset``; the longitude puts it at 10:00 local solar time at the first line (Sentinel-3's
-descending node), the latitude and the date (from the product name) are drawn. For each tie point:
+descending node); the date comes from the product name, the latitude is given or drawn within 50 deg
+of the sun's declination (so the sun is up). For each tie point:
 
 - view zenith from the across-track ground distance x (km) on a sphere (R = 6371 km, satellite
   altitude H = 814.5 km): gamma = |x| / R, tan(alpha) = R sin(gamma) / (R + H - R cos(gamma)),
@@ -42,7 +44,7 @@ descending node), the latitude and the date (from the product name) are drawn. F
   delta = -23.44 cos(2 pi (doy + 10) / 365), hour angle h = 15 (local solar time - 12) deg,
   cos(SZA) = sin(phi) sin(delta) + cos(phi) cos(delta) cos(h), solar azimuth
   atan2(-sin(h) cos(delta), sin(delta) cos(phi) - cos(delta) sin(phi) cos(h)) clockwise from north
-  (south-east in the morning). ``sza_range`` replaces the solar zenith by a field linear in the
+  (in the eastern half of the sky in the morning). ``sza_range`` replaces the solar zenith by a field linear in the
   image row and column (first and last pixel given) for twilight and night scenes.
 
 The angles of a pixel are the tie grid bilinearly interpolated by the reader's own
@@ -53,7 +55,8 @@ Surface
 Classes (:data:`SURFACE_CLASSES`): sea, sea ice, forest, grassland, bare soil, desert, snow.
 Boundaries come from fractal fields (:func:`cloudgan_core.clouds.fractal_field`; the large-scale ones
 drawn at 1/4 resolution and interpolated): land where a field exceeds its ``1 - land_fraction``
-quantile; snow on the highest land (a second field), more of it in a cold climate; the snow-free land
+quantile; snow on the highest land (a second field): 2-8 % of the land (mountains), more in a cold
+climate; the snow-free land
 split by a "moisture" field into desert < soil < grassland < forest; sea ice on the sea in a polar
 climate. Each class has a reflectance spectrum (:data:`CLASS_REFLECTANCE`, top of atmosphere, S1-S6)
 and a relative texture (:data:`CLASS_TEXTURE`) applied by one full-resolution fractal field
@@ -61,7 +64,8 @@ and a relative texture (:data:`CLASS_TEXTURE`) applied by one full-resolution fr
 leads). Brightness temperatures: sea at the climate's base temperature (from latitude and season,
 at least 271.5 K), land warmer by day (:data:`CLASS_WARMING_K`, scaled by cos SZA / 0.75), snow and
 ice cold (min(T_base - 15, 265) K and min(T_base - 10, 268) K), S7 and S9 by class offsets from S8
-(:data:`CLASS_S7_MINUS_S8_K`, :data:`CLASS_S8_MINUS_S9_K`), with a small texture.
+(:data:`CLASS_S7_MINUS_S8_K`, :data:`CLASS_S8_MINUS_S9_K`), with a small texture; on the 1 km grid,
+each 1 km pixel taking the class of its first 500 m pixel.
 
 Sun glint (open water): Cox & Munk (1954) with a drawn wind speed W (m/s),
 
@@ -76,11 +80,15 @@ a pixel. The ``sun_glint`` flag is set on ocean pixels where rho_g > :data:`GLIN
 
 Clouds
 ------
-The project's procedural cloud model (:mod:`cloudgan_core.clouds`) at scene scale: cloud systems
-where a large-scale fractal field (slope 4) plus a finer one (slope 3) exceed a quantile, covering
-1.25 x ``cloud_cover`` of the scene; in them the log-normal fractal optical thickness with thin edges
-of :func:`~cloudgan_core.clouds.procedural_thickness`; a cloud-top height field (log-normal around
-a drawn median of 1.2-4 km, 0.5-12 km). :func:`~cloudgan_core.clouds.render` lays them over the
+The project's procedural cloud model (:mod:`cloudgan_core.clouds`) at scene scale. Cloud systems:
+where a large-scale fractal field (slope 4, drawn coarse) plus 0.45 x a finer one (slope 3) exceeds
+its ``1 - cloud_cover`` quantile, grown by a fringe of :data:`FRINGE` x the edge width (px). In them
+the log-normal fractal optical thickness with thin edges of
+:func:`~cloudgan_core.clouds.procedural_thickness` (mean tau 10-25, log-spread 0.6-0.9, spectral
+slope 2.4-2.9, edge width 4-10 px, drawn per scene), times 0.6 + 0.8 d with d the depth inside the
+system (the field above the core's edge in standard deviations, at most 3), so large systems have
+thick cores; a cloud-top height field (log-normal, sigma 0.5, around a drawn median of 1.2-4 km,
+clipped to 0.5-12 km). :func:`~cloudgan_core.clouds.render` lays them over the
 surface in all nine bands, with shadows, in blocks of 256 rows x 128 columns, each with the sun and
 view angles of its centre (as the pipeline renders a tile with its tile's angles) and a halo wide
 enough for every shadow that falls into it. The cloud-top temperature falls from the sea's
@@ -219,7 +227,7 @@ class SceneTruth:
         bool: the ``sun_glint`` flag.
     surface
         float32 (9, H, W): the clear-sky scene (S1-S6 reflectance, S7-S9 K, the latter the 2 x 2
-        repeat of the 1 km values).
+        repeat of the 1 km values); NaN where unfilled.
     bands
         float32 (9, H, W): the scene with clouds and shadows as written: S1-S6 reflectance (NaN where
         the sun is down), S7-S9 the 2 x 2 repeat of the 1 km brightness temperatures; NaN where
@@ -417,9 +425,9 @@ class _Grids:
 
     @classmethod
     def of(cls, rows: int, cols: int) -> _Grids:
-        an_offset = 2 * int(round(cols * 998 / 3000))  # even: the 1 km grid's offset is exactly half
+        an_offset = 2 * round(cols * 998 / 3000)  # even: the 1 km grid's offset is exactly half
         tn_offset = int(np.ceil(an_offset * AN_RES / TIE_RES_ACROSS)) + 2
-        n_nan = max(2, int(round(18 * cols / 3000)))
+        n_nan = max(2, round(18 * cols / 3000))
         tn_cols = tn_offset + int(np.ceil((cols - an_offset) * AN_RES / TIE_RES_ACROSS)) + 2 + n_nan
         return cls(rows, cols, an_offset, tn_offset, rows // 2, tn_cols, n_nan)
 
@@ -442,7 +450,7 @@ def _declination_deg(when: datetime) -> float:
 
 def _lat_lon(lat0: float, lon0: float, y_km: np.ndarray, x_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Latitude and longitude (deg) of points y km south and x km east of (lat0, lon0) on the first line."""
-    lat = lat0 - y_km / KM_PER_DEG
+    lat = np.clip(lat0 - y_km / KM_PER_DEG, -89.9, 89.9)  # a scene may run over the pole: no division by 0
     lon = lon0 + x_km / (KM_PER_DEG * np.cos(np.deg2rad(lat)))
     return lat + 0.0 * x_km, (lon + 180.0) % 360.0 - 180.0
 
@@ -461,7 +469,8 @@ def _sun(lat: np.ndarray, lon: np.ndarray, utc_hours: np.ndarray, decl_deg: floa
 def _view(x_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """View zenith and azimuth (deg) of a point x km east (> 0) or west (< 0) of the sub-satellite track."""
     gamma = np.abs(x_km) / EARTH_RADIUS_KM
-    alpha = np.arctan2(EARTH_RADIUS_KM * np.sin(gamma), EARTH_RADIUS_KM + SAT_ALTITUDE_KM - EARTH_RADIUS_KM * np.cos(gamma))
+    r, h = EARTH_RADIUS_KM, SAT_ALTITUDE_KM
+    alpha = np.arctan2(r * np.sin(gamma), r + h - r * np.cos(gamma))  # off-nadir look angle
     vza = np.rad2deg(alpha + gamma)
     vaa = np.where(x_km < 0, HEADING_DEG - 90.0, HEADING_DEG + 90.0)
     return vza, vaa
@@ -469,6 +478,8 @@ def _view(x_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class _Geometry:
+    """The scene's angles: the tie-grid fields as written and their interpolation on the an grid."""
+
     tie: dict[str, np.ndarray]  # the four geometry_tn fields, float64, NaN edge columns
     sza: np.ndarray  # float32 on the an grid
     saa: np.ndarray
@@ -660,6 +671,8 @@ def _clouds(rng: np.random.Generator, shape: tuple[int, int], cover: float) -> t
     h_median = float(rng.uniform(1.2, 4.0))
     systems = _smooth(shape, 4.0, rng) + np.float32(0.45) * fractal_field(shape, 3.0, rng)
     core = _share(systems, cover) if cover < 1 else np.ones(shape, bool)
+    if not core.any():  # a cover too small for one pixel
+        return CloudField(np.zeros(shape, np.float32), 0.0), math.inf
     # the cloud: the core grown by a thin fringe, where the procedural edge taper stays below ~0.3
     radius = FRINGE * config.edge_width
     reach = int(radius)
@@ -691,7 +704,7 @@ def _render(surface: np.ndarray, clouds: CloudField, geo: _Geometry, t_ref: floa
             g = Geometry(min(float(geo.sza[rc, cc]), 85.0), float(geo.saa[rc, cc]), float(geo.vza[rc, cc]),
                          float(geo.vaa[rc, cc]))
             dr, dc = shadow_shift_per_km(g, AN_RES, HEADING_DEG)
-            hr, hc = int(math.ceil(abs(dr) * h_max)) + 1, int(math.ceil(abs(dc) * h_max)) + 1
+            hr, hc = math.ceil(abs(dr) * h_max) + 1, math.ceil(abs(dc) * h_max) + 1
             a0, a1, b0, b1 = max(0, r0 - hr), min(rows, r1 + hr), max(0, c0 - hc), min(cols, c1 + hc)
             sub_tau = tau[a0:a1, b0:b1]
             if not sub_tau.any():
@@ -747,6 +760,8 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
             raise ValueError(f"{what} must be within [0, 1], got {value!r}")
     if latitude is not None and not -80.0 <= latitude <= 80.0:
         raise ValueError(f"latitude must be within [-80, 80] degrees, got {latitude!r}")
+    if sza_range is not None and (len(sza_range) != 2 or not all(0.0 <= float(v) <= 180.0 for v in sza_range)):
+        raise ValueError(f"sza_range must hold two angles within [0, 180] degrees, got {sza_range!r}")
     rng = np.random.default_rng(seed)
     name = (name or product_name(seed, platform)).removesuffix(".SEN3") + ".SEN3"
     cover = float(rng.uniform(0.25, 0.6)) if cloud_cover is None else float(cloud_cover)

@@ -281,7 +281,8 @@ def test_cover_extremes_and_night(tmp_path: Path) -> None:
 
 def test_bad_arguments_rejected(tmp_path: Path) -> None:
     for kwargs, match in (({"cloud_cover": 1.5}, "cloud_cover"), ({"land_fraction": -0.1}, "land_fraction"),
-                          ({"latitude": 85.0}, "latitude")):
+                          ({"latitude": 85.0}, "latitude"), ({"sza_range": (30.0, float("nan"))}, "sza_range"),
+                          ({"sza_range": (30.0,)}, "sza_range")):
         with pytest.raises(ValueError, match=match):
             simulate_product(tmp_path, rows=48, cols=96, **kwargs)
     assert not any(tmp_path.iterdir())
