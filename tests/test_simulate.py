@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cloudgan_core.simulate import FILL_I16, RADIANCE_SCALE, fractal_field, product_name, simulate_product
+from cloudgan_core.simulate import FILL_I16, RADIANCE_SCALE, SEA_ICE, product_name, simulate_product
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, parse_manifest
 
 ROWS, COLS = 48, 96
@@ -96,11 +96,20 @@ def test_file_layout_like_the_real_product(tmp_path: Path) -> None:
         assert list(conf.attrs["flag_masks"]) == [1 << i for i in range(16)]
         assert ds["bayes_an"].dtype == np.uint8 and (ds["bayes_an"].values == 255).all()
     with xr.open_dataset(folder / "geometry_tn.nc", engine="h5netcdf") as ds:
-        assert ds.attrs["resolution"] == "[ 16000 1000 ]"
-        sza = ds["solar_zenith_tn"].values
-        assert sza.shape[0] == ROWS // 2 and np.isnan(sza[:, -2:]).all() and not np.isnan(sza[:, :-2]).all()
-    with xr.open_dataset(folder / "S3_quality_an.nc", engine="h5netcdf") as ds:
-        assert ds["S3_solar_irradiance_an"].shape == (4,)
+        assert ds.attrs["resolution"] == "[ 16000 1000 ]" and int(ds.attrs["track_offset"]) == 4
+        for var in ("solar_zenith_tn", "solar_azimuth_tn", "sat_zenith_tn", "sat_azimuth_tn"):
+            angle = ds[var]
+            assert angle.dtype == np.float64 and angle.dims == ("rows", "columns") and angle.attrs["units"] == "degrees"
+            assert angle.shape[0] == ROWS // 2 and np.isnan(angle[:, -2:]).all() and not np.isnan(angle[:, :-2]).any()
+            assert angle.attrs["standard_name"] == var.removesuffix("_tn").replace("sat_", "satellite_") + "_angle"
+    for n in range(1, 7):
+        with xr.open_dataset(folder / f"S{n}_quality_an.nc", engine="h5netcdf") as ds:
+            e0 = ds[f"S{n}_solar_irradiance_an"]
+            assert e0.dims == ("detectors",) and e0.shape == (4,) and e0.dtype == np.float64
+            assert len(np.unique(e0.values)) == 4 and (e0.values > 0).all()
+    with xr.open_dataset(folder / "S7_BT_in.nc", engine="h5netcdf") as ds:
+        assert ds.attrs["resolution"] == "[ 1000 1000 ]" and int(ds.attrs["track_offset"]) == 32
+        assert ds["S7_BT_in"].attrs["standard_name"] == "toa_brightness_temperature"
 
 
 def test_requested_fractions_are_honoured(tmp_path: Path) -> None:
@@ -108,7 +117,7 @@ def test_requested_fractions_are_honoured(tmp_path: Path) -> None:
                                 return_truth=True)
     assert truth.cloud.mean() == pytest.approx(0.3, abs=0.01)
     assert truth.land.mean() == pytest.approx(0.4, abs=0.01)
-    assert not (truth.snow & ~truth.land).any()
+    np.testing.assert_array_equal(truth.snow & ~truth.land, truth.classes == SEA_ICE)  # snow at sea is sea ice
     assert truth.unfilled[:, 0].all() and not truth.unfilled[:, COLS // 2].any()
 
 
@@ -117,12 +126,3 @@ def test_bad_sizes_rejected(tmp_path: Path) -> None:
         simulate_product(tmp_path, rows=47, cols=96)
     with pytest.raises(ValueError, match="cols >= 64"):
         simulate_product(tmp_path, rows=48, cols=32)
-
-
-def test_fractal_field_is_seeded_and_scaled() -> None:
-    a = fractal_field((32, 48), np.random.default_rng(1))
-    b = fractal_field((32, 48), np.random.default_rng(1))
-    c = fractal_field((32, 48), np.random.default_rng(2))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.dtype == np.float32 and a.min() == 0.0 and a.max() == pytest.approx(1.0)
