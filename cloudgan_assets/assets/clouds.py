@@ -17,6 +17,9 @@ from cloudgan_core.tiles import check_cover_range
 
 #: Kubernetes users (dagster-k8s run/step launchers) get one GPU for the generator step.
 GPU_K8S_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+#: The generator steps go to the Celery queue ``gpu`` (started on the GPU box with ``-q gpu``);
+#: every other step goes to the default queue ``dagster``.
+GPU_TAGS = {**GPU_K8S_TAGS, "dagster-celery/queue": "gpu"}
 
 
 class CloudsConfig(dg.Config):
@@ -31,7 +34,7 @@ class CloudsConfig(dg.Config):
 
 
 @dg.asset(partitions_def=products_partitions, group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"},
-          pool="gpu", op_tags=GPU_K8S_TAGS,
+          pool="gpu", op_tags=GPU_TAGS,
           description="CycleGAN G_B turns each mask tile into a synthetic cloud tile (one pass per tile, batched, "
                       "on the device the TorchDevice resource names).")
 @guarded
@@ -71,7 +74,7 @@ class TrainConfigDagster(dg.Config):
     output: Optional[str] = Field(None, description="training folder; default <storage>/train_generator")
 
 
-@dg.asset(group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"}, pool="gpu", op_tags=GPU_K8S_TAGS,
+@dg.asset(group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"}, pool="gpu", op_tags=GPU_TAGS,
           description="Trains the CycleGAN (A = cloudy false-colour tiles, B = their masks) on the selected "
                       "products; resumes from its last checkpoint; writes reference-format latest_net_G_A/G_B.pth "
                       "and a model card.")
