@@ -5,6 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+# Where pip takes torch from. Empty (default): PyPI, which serves the CUDA build on x86_64 Linux
+# (about 5.5 GB in the venv). A CPU-only machine can take PyTorch's own CPU wheels instead (a few
+# hundred MB): make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+# Port of the Dagster UI started by `make ui`.
+UI_PORT ?= 3000
 
 .PHONY: demo test bench ui clean
 
@@ -13,6 +19,9 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
+ifneq ($(strip $(TORCH_INDEX)),)
+	$(BIN)/python -m pip install -q --index-url $(TORCH_INDEX) 'torch>=2.4' 'torchvision>=0.19'
+endif
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -27,7 +36,7 @@ bench: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/python -m cloudgan_assets.demo --init-home
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
 
 clean:
 	rm -rf storage dagster_home userdata/product_store

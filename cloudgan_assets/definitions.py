@@ -9,17 +9,12 @@ import dagster as dg
 from cloudgan_assets.assets import clouds, dataset, ingest, scenes, tiles
 from cloudgan_assets.checks import masks_plausible
 from cloudgan_assets.dataset_checks import DATASET_CHECKS
+from cloudgan_assets.executors import executor_from_env
 from cloudgan_assets.jobs import build_training_set, composite_product, discover_products, process_product
 from cloudgan_assets.resources import (CloudGANStorage, CopernicusResource, DiscoverySettings, GeneratorModel,
                                        TorchDevice)
 from cloudgan_assets.schedules import discover_daily, process_pending_products
 from cloudgan_assets.sensors import cdse_discovery_sensor, inbox_sensor
-
-
-def _executor() -> dg.ExecutorDefinition:
-    """In-process by default: a partition's chain runs in one process (a process per step costs ~2 s).
-    Set ``CLOUDGAN_EXECUTOR=multiprocess`` for a process per step; partitions fan out as separate runs."""
-    return dg.multiprocess_executor if os.environ.get("CLOUDGAN_EXECUTOR") == "multiprocess" else dg.in_process_executor
 
 
 def _copernicus() -> CopernicusResource:
@@ -38,5 +33,11 @@ defs = dg.Definitions(
     schedules=[discover_daily, process_pending_products],
     resources={"storage": CloudGANStorage(), "copernicus": _copernicus(), "discovery": DiscoverySettings(),
                "torch_device": TorchDevice(), "generator": GeneratorModel()},
-    executor=_executor(),
+    executor=executor_from_env(),
 )
+
+
+def process_product_job() -> dg.JobDefinition:
+    """The ``process_product`` job, from a module-level function so that other processes (the
+    executors' workers) can rebuild it: ``dg.reconstructable(process_product_job)``."""
+    return defs.resolve_job_def("process_product")

@@ -21,7 +21,7 @@ from cloudgan_core.slstr.product import product_id
 from cloudgan_core.storage import PROJECT_DIR, default_inbox, default_storage_root
 
 #: The instance settings written into a new ``$DAGSTER_HOME`` (run queue, run monitoring).
-INSTANCE_CONFIG = PROJECT_DIR / "deploy" / "dagster.yaml"
+INSTANCE_CONFIG = PROJECT_DIR / "deploy" / "dagster.local.yaml"
 #: What earlier versions of the demo wrote; such a file is replaced by :data:`INSTANCE_CONFIG`.
 _OLD_DEMO_CONFIG = "telemetry:\n  enabled: false\n"
 

@@ -8,6 +8,8 @@
 - Records the machine and pid of the worker in the run's ``cloudgan/worker`` tag, so the backfill
   schedule can tell a run whose worker was killed from one still running.
 - Names the asset and partition in a full-disk error.
+- Adds where the step ran to its materialization metadata: ``host``, ``pid`` and, on a Celery
+  worker, ``worker`` (the Celery node name, e.g. ``gpu@box``), so an operator sees where it ran.
 """
 
 from __future__ import annotations
@@ -31,6 +33,25 @@ def worker_tag_value() -> str:
     return f"{this_host()}:{os.getpid()}"
 
 
+def celery_worker_name() -> str | None:
+    """The Celery node name (``gpu@box``) when this code runs inside a Celery task, else None."""
+    try:
+        from celery import current_task
+    except ImportError:  # the celery extra is not installed
+        return None
+    request = getattr(current_task, "request", None) if current_task else None
+    return getattr(request, "hostname", None) or None
+
+
+def where_it_ran() -> dict[str, object]:
+    """``host``, ``pid`` (and ``worker`` on Celery) of this process, for step metadata."""
+    place: dict[str, object] = {"host": this_host(), "pid": os.getpid()}
+    worker = celery_worker_name()
+    if worker:
+        place["worker"] = worker
+    return place
+
+
 def guarded(fn: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.MaterializeResult]:
     """Wrap an asset function (which has a ``storage`` resource) as described in the module docstring."""
 
@@ -43,7 +64,8 @@ def guarded(fn: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.Materia
             context.instance.add_run_tags(context.run.run_id, {WORKER_TAG: worker})
         try:
             with partition_lock(kwargs["storage"].root_path, key, owner=context.run.run_id):
-                return fn(context, *args, **kwargs)
+                result = fn(context, *args, **kwargs)
+            return result._replace(metadata={**(result.metadata or {}), **where_it_ran()})
         except DiskFullError as exc:
             raise exc.about(f"{asset} for {key}" if key != asset else asset) from exc
 

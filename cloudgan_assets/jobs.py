@@ -16,7 +16,7 @@ FINAL_PRODUCT_ASSET = PRODUCT_ASSET_NAMES[-1]
 
 
 def max_runtime(default_s: int) -> dict[str, str]:
-    """The ``dagster/max_runtime`` tag (seconds): with run monitoring on (deploy/dagster.yaml), a run
+    """The ``dagster/max_runtime`` tag (seconds): with run monitoring on (deploy/dagster.local.yaml, deploy/dagster.yaml), a run
     still going after this long is terminated and marked failed. ``$CLOUDGAN_MAX_RUNTIME_S`` replaces
     every job's default; 0 means no limit."""
     raw = os.environ.get("CLOUDGAN_MAX_RUNTIME_S", "")

@@ -35,6 +35,14 @@ class CloudGANStorage(dg.ConfigurableResource):
         """``<root>/<asset>[/<partition>]``."""
         return asset_dir(self.root_path, asset, partition)
 
+    def run_config(self) -> dict:
+        """Run config that pins this storage's root and inbox into a run as absolute paths, resolved
+        here (where the run is launched). Every step of the run, in whichever worker process or
+        machine it runs, then reads and writes the same folders instead of resolving
+        ``$CLOUDGAN_STORAGE``/``./storage`` on its own."""
+        return {"resources": {"storage": {"config": {"root": str(self.root_path.resolve()),
+                                                     "inbox": str(self.inbox_path.resolve())}}}}
+
 
 class CopernicusResource(dg.ConfigurableResource):
     """The Copernicus Data Space client: catalogue search and authenticated downloads.

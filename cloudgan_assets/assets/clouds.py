@@ -18,6 +18,9 @@ from cloudgan_core.stages.base import stored_partitions
 
 #: Kubernetes users (dagster-k8s run/step launchers) get one GPU for the generator step.
 GPU_K8S_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+#: The generator steps go to the Celery queue ``gpu`` (started on the GPU box with ``-q gpu``);
+#: every other step goes to the default queue ``dagster``.
+GPU_TAGS = {**GPU_K8S_TAGS, "dagster-celery/queue": "gpu"}
 
 
 class SyntheticCloudsConfig(dg.Config, clouds_stage.SyntheticCloudsConfig):
@@ -25,7 +28,7 @@ class SyntheticCloudsConfig(dg.Config, clouds_stage.SyntheticCloudsConfig):
 
 
 @dg.asset(partitions_def=products_partitions, group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"},
-          pool="gpu", op_tags=GPU_K8S_TAGS,
+          pool="gpu", op_tags=GPU_TAGS,
           description="CycleGAN G_B turns each mask tile into a synthetic cloud tile (one pass per tile, batched, "
                       "on the device the TorchDevice resource names).")
 @guarded
@@ -43,7 +46,7 @@ class TrainGeneratorConfig(dg.Config, train_stage.TrainGeneratorConfig):
     """What the CycleGAN trains on and how."""
 
 
-@dg.asset(group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"}, pool="gpu", op_tags=GPU_K8S_TAGS,
+@dg.asset(group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"}, pool="gpu", op_tags=GPU_TAGS,
           description="Trains the CycleGAN (A = cloudy false-colour tiles, B = their masks) on the selected "
                       "products; resumes from its last checkpoint; writes reference-format latest_net_G_A/G_B.pth "
                       "and a model card.")

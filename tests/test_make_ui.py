@@ -1,0 +1,64 @@
+"""``make ui`` comes up with the project's instance config and stops on Ctrl-C.
+
+Ctrl-C in a terminal sends SIGINT to the whole foreground process group: make, ``dagster dev``,
+the webserver, the daemon and the code server. The test does the same to a ``make ui`` started in
+its own session and expects every one of those processes to be gone within 30 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.servers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.slow
+def test_make_ui_serves_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    home = tmp_path / "home"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
+    # the test's own interpreter and venv; no install step (STAMP empty)
+    proc = subprocess.Popen(["make", "-s", "ui", f"VENV={sys.prefix}", "STAMP=", f"UI_PORT={port}"], cwd=REPO, env=env,
+                            stdout=open(tmp_path / "ui.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "make ui did not come up"
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert "run_monitoring" in (home / "dagster.yaml").read_text()  # the project's instance config
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            proc.poll()  # reap make, so a finished make is not counted as alive
+            if not _group_alive(proc.pid):
+                break
+            time.sleep(0.5)
+        left = subprocess.run(["ps", "-o", "pid,stat,cmd", "-g", str(proc.pid)], capture_output=True, text=True).stdout
+        assert not _group_alive(proc.pid), left[:3000] + (tmp_path / "ui.log").read_text()[-1500:]
+        assert proc.returncode not in (None, 0)  # make reports the interrupt
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
