@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from cloudgan_core.simulate import SceneTruth, simulate_product
+from tests.paths import REAL_DIR
 
 #: Size of the shared simulated scene: small (fast) but with a ragged remainder for 64 px tiles.
 SIM_ROWS, SIM_COLS, SIM_SEED = 240, 320, 7
 
-#: The real (partial) product: ``/work/shared/slstr-real`` beside the repository.
-REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "slstr-real"
 
 
 @pytest.fixture(scope="session")

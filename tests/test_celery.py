@@ -24,8 +24,8 @@ import pytest
 from cloudgan_assets.partitions import products_partitions
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, tiny_generator
 from tests.servers import redis_binary, redis_server
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHAIN = ("products", "masks", "false_color", "tiles", "sorted_tiles", "synthetic_clouds")
 

@@ -29,8 +29,8 @@ from cloudgan_core.slstr.flags import scene_masks
 from cloudgan_core.slstr.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, parse_manifest
 from cloudgan_core.slstr.product import MAX_ZIP_MEMBERS, open_product, product_id
 from cloudgan_core.stages import products
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
 #: Uncompressed size of the zip bomb's member: 2 GiB of zeros (about 2 MB deflated).
 BOMB_BYTES = 2048 * MiB

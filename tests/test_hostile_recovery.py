@@ -41,8 +41,8 @@ from cloudgan_core.slstr.product import product_id
 from cloudgan_core.stages import false_color, masks, products
 from cloudgan_core.storage import UnsafePathError, asset_dir
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STARTED = dg.DagsterRunStatus.STARTED
 
 #: Runs the whole per-product chain of one partition on the instance of $DAGSTER_HOME.

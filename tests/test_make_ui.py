@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.servers import free_port
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _group_alive(pgid: int) -> bool:

@@ -27,8 +27,8 @@ from cloudgan_core.simulate import product_name
 from tests.cdse_server import FakeCdse
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, tiny_generator
 from tests.servers import free_port, postgres_bin_dir, postgres_server
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(postgres_bin_dir() is None, reason="PostgreSQL server binaries not installed")]

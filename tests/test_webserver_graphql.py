@@ -17,8 +17,8 @@ import requests
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_core.stages import synthetic_clouds
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {"products", "masks", "false_color", "tiles", "sorted_tiles", "synthetic_clouds", "surface_tiles",
             "composites", "training_set", "quality_report", "train_generator"}
 
