@@ -7,7 +7,7 @@ The recipe, seeded and deterministic (up to CPU floating-point scheduling); the 
    with other seeds for evaluation into a work folder's inbox;
 2. run the ``process_product`` job's assets up to ``sorted_tiles`` for each of them, in-process
    on a local Dagster instance kept in the work folder (its ``dagster.yaml`` is the project's
-   ``deploy/dagster.yaml``; ``synthetic_clouds`` is left out: it needs the model this recipe makes);
+   ``deploy/dagster.local.yaml``; ``synthetic_clouds`` is left out: it needs the model this recipe makes);
 3. materialize the ``train_generator`` asset on the training products only, with the config
    given here (a small ResNet generator; the Dagster CLI equivalent is written to the card);
 4. evaluate the trained G_B on the held-out products' mask tiles and draw a mask | output grid;

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cloudgan_assets.demo import INSTANCE_CONFIG
 from cloudgan_core.digests import file_digest
 from cloudgan_core.gan import recipe
-from cloudgan_core.storage import PROJECT_DIR
 
 
 def test_product_specs_depend_only_on_their_arguments():
@@ -37,7 +37,7 @@ def test_a_tiny_recipe_run_writes_the_model_card_and_the_instance_settings(tmp_p
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     # the Dagster instance of the work folder runs with the project's settings, not a telemetry-only file
     home = work / "dagster_home" / "dagster.yaml"
-    assert home.read_text() == (PROJECT_DIR / "deploy" / "dagster.yaml").read_text()
+    assert home.read_text() == INSTANCE_CONFIG.read_text()  # the local instance settings (deploy/dagster.local.yaml)
     card = json.loads((out / "model_card.json").read_text())
     for name in ("G_B", "G_A"):
         assert card["files"][name]["sha256"] == file_digest(out / f"latest_net_{name}.pth")
