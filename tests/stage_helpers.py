@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from cloudgan_core.atomic import save_npy
-from cloudgan_core.clouds import BANDS, ProceduralClouds, false_color, procedural_thickness
+from cloudgan_core.clouds import BANDS, Geometry, ProceduralClouds, false_color, procedural_thickness
+from cloudgan_core.composite import render_composites
+from cloudgan_core.export import split_by_product
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
-from cloudgan_core.stages import composites, surface_tiles, synthetic_clouds
+from cloudgan_core.stages import composites, surface_tiles, synthetic_clouds, training_set
 from cloudgan_core.tiles import INDEX_COLUMNS
 
 SIZE = 16
@@ -85,7 +87,9 @@ def write_sorted(root: Path, key: str, land: list[float], *, gan_masks: np.ndarr
     masks = np.zeros((0, size, size), np.uint8) if gan_masks is None else gan_masks.astype(np.uint8)
     m = len(masks)
     gan_bands = tile_bands(rng, m, size)
-    gan_bands[:, :3] = np.where(masks[:, None] == 1, np.float32(0.7), gan_bands[:, :3])
+    cloudy = masks[:, None] == 1  # cloud: 220 in every false-colour channel, cold
+    gan_bands[:, :6] = np.where(cloudy, np.float32(220.25 / 255.0), gan_bands[:, :6])
+    gan_bands[:, 6:] = np.where(cloudy, np.float32(250.0), gan_bands[:, 6:])
     gan_flags = np.full(masks.shape, _CLEAR, np.uint16) | (masks * PIXEL_FLAG_BITS["cloud"]).astype(np.uint16)
     gan_index = [{"tile": n + i, "product": key, "row": (n + i) * size, "col": 0, "size": size,
                   "cloud_fraction": round(float(mk.mean()), 6), "valid_fraction": 1.0, "day_fraction": 1.0,
@@ -166,3 +170,29 @@ def composites_of(root: Path, keys_and_counts: dict[str, int], config=None) -> l
         composites.build(root, key, config or composites.CompositesConfig())
     return list(keys_and_counts)
 
+
+
+def provenance(seed: int = 0, model_sha256: str = "ab" * 32, **kw) -> training_set.Provenance:
+    """A training set's provenance: a GAN run with shadows on, the rendered blend."""
+    return training_set.Provenance(**{"generator": "gan", "model_sha256": model_sha256, "seed": seed,
+                                      "blend": "render", "shadows": True, **kw})
+
+
+def make_pairs(n: int = 6, size: int = SIZE, seed: int = 0) -> list[training_set.TrainingPair]:
+    """``n`` rendered training pairs (covers 5..95 %) of three products split by product."""
+    rng = np.random.default_rng(seed)
+    snow = np.zeros((n, size, size), bool)
+    snow[0, :, : size // 2] = True
+    bands = tile_bands(rng, n, size, snow=snow)
+    images = np.stack([false_color(b) for b in bands])
+    masks = (rng.random((n, size, size)) < np.linspace(0.05, 0.95, n)[:, None, None]).astype(np.uint8)
+    tau = np.where(masks == 1, rng.uniform(0.3, 20.0, masks.shape), 0.0).astype(np.float32)
+    out = render_composites(bands, images, tau, [2.0] * n, [Geometry(**GEOMETRY)] * n)
+    clouds = np.where(masks[..., None] == 1, 220, 20).astype(np.uint8).repeat(3, axis=-1)
+    products = [f"S3A_P{k % 3}" for k in range(n)]
+    splits = split_by_product(products, seed=1)
+    return [training_set.TrainingPair(
+        image=out.images[k], mask=masks[k], shadow=out.shadow[k], cloud=clouds[k], surface=images[k],
+        bands=out.bands[k], surface_bands=bands[k], snow=snow[k].astype(np.uint8), product=products[k], row=16 * k,
+        col=32, cloud_fraction=float(masks[k].mean()), surface_source=f"S3B_SURF:{k}:0", split=splits[products[k]])
+        for k in range(n)]
