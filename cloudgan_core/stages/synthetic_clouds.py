@@ -21,9 +21,12 @@ The generators (:mod:`cloudgan_core.clouds`):
 - ``gan`` (default): the CycleGAN G_B turns each mask into an 8-bit false-colour cloud; its green
   channel (S3 reflectance x 255) is inverted to tau through the renderer's own radiative model,
   ``tau = thickness_from_reflectance(G / 255, geometry of the cloud's tile, mask)``, after a
-  [1, 2, 1] / 4 binomial filter along rows and columns (``gan_antialias``) that removes the
-  generator's period-2 checkerboard (its response is 0 at the Nyquist frequency, 1/2 at
-  half-Nyquist and 1 at zero frequency; inside the mask only, the mask itself is kept);
+  [1, 2, 2, 2, 1] / 8 filter along rows and columns (``gan_antialias``) that removes the
+  checkerboards of the generator's two transposed-convolution upsamplers: per axis its response
+  cos(pi f) sin(4 pi f) / (4 sin(pi f)) is 0 at the Nyquist (period 2) and half-Nyquist
+  (period 4) frequencies and 1 at zero frequency (kept inside the mask only; the mask is kept).
+  On the demo set with the bundled model it brings the Nyquist / half-Nyquist spike ratios of the
+  composites from 128 / 105 to 0.80 / 0.93 and moves the texture slope from -2.09 to -2.28;
 - ``procedural``: a seeded log-normal fractal field with thin edges
   (:func:`cloudgan_core.clouds.procedural_thickness`), one field per tile from one random stream
   per product (seed ``sha256("<seed>:<product>")``).
@@ -71,8 +74,8 @@ GENERATORS = ("gan", "procedural")
 CLOUD_COLUMNS = (*GEOMETRY_COLUMNS, "top_height_km")
 #: Brightness temperature of the black surface the procedural clouds are pictured over, K.
 PICTURE_SURFACE_K = 288.0
-#: The anti-alias kernel of the GAN path (binomial, zero response at the Nyquist frequency).
-ANTIALIAS_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
+#: The anti-alias kernel of the GAN path: [1, 1] * [1, 1, 1, 1] / 8, zero response at periods 2 and 4.
+ANTIALIAS_KERNEL = np.array([1.0, 2.0, 2.0, 2.0, 1.0], np.float32) / np.float32(8.0)
 #: Rows (mask | cloud) in the preview.
 PREVIEW_ROWS = 6
 
@@ -91,8 +94,9 @@ class SyntheticCloudsConfig(CoverFields):
     spectral_slope: float = Field(8.0 / 3.0, description="procedural: exponent of the 2-D power spectrum (1-5)")
     edge_width: float = Field(8.0, description="procedural: pixels over which tau rises from the edge (0-128)")
     top_height_km: float = Field(2.0, description="cloud-top height, km (0-20), both generators")
-    gan_antialias: bool = Field(True, description="gan: a [1, 2, 1]/4 binomial filter on the generated S3 inside "
-                                                  "the mask before the inversion (removes the checkerboard)")
+    gan_antialias: bool = Field(True, description="gan: a [1, 2, 2, 2, 1]/8 filter on the generated S3 inside the "
+                                                  "mask before the inversion (removes the period-2 and period-4 "
+                                                  "checkerboards of the upsamplers)")
     seed: int = Field(0, description="procedural: seed; each product draws from sha256('<seed>:<product>')")
 
     @model_validator(mode="after")
@@ -292,11 +296,12 @@ def read(root: Path, key: str) -> SyntheticCloudsData:
 
 
 def antialias(reflectance: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The [1, 2, 1] / 4 binomial filter along rows and columns, kept inside ``mask`` (float32 (H, W)).
+    """The [1, 2, 2, 2, 1] / 8 filter along rows and columns, kept inside ``mask`` (float32 (H, W)).
 
-    Its frequency response cos^2(pi f) per axis is 0 at the Nyquist frequency (a period-2
-    checkerboard vanishes), 1/2 at half-Nyquist and 1 at zero frequency; outside the mask the input
-    stays (the inversion sets tau = 0 there anyway). Borders are mirrored.
+    Its frequency response per axis, cos(pi f) sin(4 pi f) / (4 sin(pi f)), is 0 at the Nyquist
+    (f = 1/2 cycle/px: period-2 checkerboard) and half-Nyquist (f = 1/4: period 4) frequencies and
+    1 at zero frequency; outside the mask the input stays (the inversion sets tau = 0 there
+    anyway). Borders are mirrored.
     """
     out = correlate1d(reflectance, ANTIALIAS_KERNEL, axis=0, mode="reflect")
     out = correlate1d(out, ANTIALIAS_KERNEL, axis=1, mode="reflect")
