@@ -245,7 +245,8 @@ class SplitNetCDF:
         self._vars = {"pair": f.create_variable("pair", ("pair",), dtype="i4"),
                       "product": f.create_variable("product", ("pair",), dtype=text),
                       "surface_source": f.create_variable("surface_source", ("pair",), dtype=text)}
-        pack = {"compression": "gzip", "compression_opts": NETCDF_COMPRESSION, "shuffle": True}
+        # one pair per chunk, compressed; a set without tiles (0 x 0) gets h5netcdf's own layout
+        pack = {"compression": "gzip", "compression_opts": NETCDF_COMPRESSION, "shuffle": True} if h and w else {}
         described = {
             "bands": ("f4", "composite: S1-S6 TOA reflectance (1), S7-S9 brightness temperature (K)"),
             "surface": ("f4", "clear surface behind the composite: S1-S6 TOA reflectance (1), S7-S9 brightness "
@@ -255,9 +256,10 @@ class SplitNetCDF:
             "snow_mask": ("u1", "surface snow or ice flag of the surface tile: 1 = snow/ice")}
         for name, (dtype, long_name) in described.items():
             dims = ("pair", "band", "y", "x") if dtype == "f4" else ("pair", "y", "x")
-            chunks = (1, len(BANDS), h, w) if dtype == "f4" else (1, h, w)
+            if pack:
+                pack["chunks"] = (1, len(BANDS), h, w) if dtype == "f4" else (1, h, w)
             fill = {"fillvalue": np.float32(np.nan)} if dtype == "f4" else {}
-            var = f.create_variable(name, dims, dtype=dtype, chunks=chunks, **pack, **fill)
+            var = f.create_variable(name, dims, dtype=dtype, **pack, **fill)
             var.attrs["long_name"] = long_name
             var.attrs["coordinates"] = "product surface_source" + (" band_units wavelength_um" if dtype == "f4" else "")
             if dtype == "u1":
