@@ -19,7 +19,7 @@ from cloudgan_core.clouds import BANDS, Geometry, shadow_shift_per_km
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.stages import composites, quality_report, synthetic_clouds, training_set
 from cloudgan_core.validation import check_outside_mask_unchanged
-from tests.stage_helpers import GEOMETRY, SIZE, pool_of_two, write_pool, write_sorted
+from tests.stage_helpers import GEOMETRY, write_pool, write_sorted
 
 TILE = 64
 
