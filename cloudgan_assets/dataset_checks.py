@@ -82,12 +82,12 @@ def composites_aligned(context: dg.AssetCheckExecutionContext, storage: CloudGAN
 
 
 @dg.asset_check(asset="composites", name="outside_mask_unchanged", partitions_def=products_partitions, blocking=True,
-                description="Every clear pixel of every composite equals its surface (zero differing pixels): "
-                            "the mask is exact.")
+                description="Every pixel outside cloud ∪ shadow of every composite equals its surface (zero "
+                            "differing pixels): the cloud and shadow masks are exact.")
 def composites_outside_mask_unchanged(context: dg.AssetCheckExecutionContext,
                                       storage: CloudGANStorage) -> dg.AssetCheckResult:
     return _with_composites(storage, context.partition_key,
-                            lambda d: check_outside_mask_unchanged(d.images, d.surfaces, d.masks))
+                            lambda d: check_outside_mask_unchanged(d.images, d.surfaces, d.masks, d.shadows))
 
 
 @dg.asset_check(asset="composites", name="inside_mask_changed", partitions_def=products_partitions, blocking=True,
@@ -133,17 +133,18 @@ def _aligned(data: training_set.TrainingSetData) -> CheckOutcome:
 
 
 @dg.asset_check(asset="training_set", name="aligned", blocking=True,
-                description="images/ and masks/ hold the same pair numbers with tiles of the same size; clouds/, "
-                            "surface/ and the manifest list the same numbers too.")
+                description="images/ and masks/ hold the same pair numbers with tiles of the same size; shadows/, "
+                            "clouds/, surface/ and the manifest list the same numbers too.")
 def training_set_aligned(storage: CloudGANStorage) -> dg.AssetCheckResult:
     return _with_training_set(storage, _aligned)
 
 
 @dg.asset_check(asset="training_set", name="outside_mask_unchanged", blocking=True,
-                description="Every clear pixel of images/N.png equals surface/N.png; masks are 0/255.")
+                description="Every pixel of images/N.png outside cloud ∪ shadow (masks/N.png, shadows/N.png) equals "
+                            "surface/N.png; masks are 0/255.")
 def training_set_outside_mask_unchanged(storage: CloudGANStorage) -> dg.AssetCheckResult:
     return _with_training_set(storage, lambda d: check_outside_mask_unchanged(
-        d.arrays("images"), d.arrays("surface"), d.arrays("masks")))
+        d.arrays("images"), d.arrays("surface"), d.arrays("masks"), d.arrays("shadows")))
 
 
 @dg.asset_check(asset="training_set", name="min_pairs", blocking=True,

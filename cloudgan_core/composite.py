@@ -1,38 +1,42 @@
-"""Lay generated clouds over cloud-free surface tiles so the cloud mask stays exact.
+"""Lay clouds over cloud-free surface tiles so the cloud (and shadow) mask stays exact.
 
-Three steps, each a plain function:
-
-1. :func:`assign_surfaces` picks, for every generated cloud tile, one tile from the pool of
-   cloud-free surface tiles (seeded, spread evenly, preferring another product than the cloud's).
-2. :func:`cloud_opacity` and :func:`cloud_colour` turn a generated cloud tile and its mask into a
-   per-pixel opacity α and the colour laid over the surface.
-3. :func:`composite` blends: ``out = surface·(1 − α) + colour·α``. α is 0 wherever the mask is
-   clear, and the result is forced byte-identical to the surface there, so the mask is exact.
+1. :func:`assign_surfaces` picks, for every cloud tile, one tile from the pool of cloud-free surface
+   tiles (seeded, spread evenly, preferring another product than the cloud's).
+2. :func:`render_composites` renders each cloud (optical thickness tau and top height) over its
+   surface tile's nine bands with the surface tile's sun and view angles
+   (:func:`cloudgan_core.clouds.render`: S1-S6 reflectance through a two-stream layer, S7-S9
+   brightness temperature of a grey layer at the cloud-top temperature, the shadow projected along
+   the sun azimuth) and takes the false colour of the rendered bands by the project's recipe
+   (R = (S3+S5)/2, G = S3, B = (S3+S1)/2). Every pixel outside cloud and shadow is copied from
+   the surface tile's own 8-bit false colour, byte for byte, so the masks are exact.
+3. :func:`original_blend` reproduces the original CloudGAN's fixed 50 % blend followed by a
+   per-image intensity stretch, for side-by-side comparison only (it changes clear pixels).
 
 :func:`brightness` is the project's one per-pixel brightness (mean of R, G, B) and
-:func:`composite_stats` the figures of a set of composites (opacity, brightness change).
-
-``composite(..., blend="original")`` reproduces the original CloudGAN's fixed 50 % blend followed
-by a per-image intensity stretch, for side-by-side comparison only (it changes clear pixels).
+:func:`composite_stats` the figures of a set of composites (opacity, brightness change, shadow).
 
 Arrays follow one convention throughout: images ``uint8 (N, H, W, 3)`` in digital numbers
-0..255, masks ``uint8 (N, H, W)`` with 1 = cloud and 0 = clear.
+0..255, masks ``uint8 (N, H, W)`` with 1 = cloud and 0 = clear, bands ``float32 (N, 9, H, W)``
+in :data:`cloudgan_core.clouds.BANDS` order.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from dataclasses import fields as dataclass_fields
 
 import numpy as np
 
+from cloudgan_core.clouds import BANDS, CloudField, CloudModelError, Geometry, false_color, render
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.settings import check_choice, check_fraction, check_order, check_positive
 
-Blend = Literal["alpha", "original"]
-BLENDS: tuple[str, ...] = ("alpha", "original")
+#: ``render``: the clouds rendered in nine bands over the surface (mask-exact); ``original``: the
+#: 2021 CloudGAN's 50 % blend of the 8-bit images (comparison only).
+BLENDS: tuple[str, ...] = ("render", "original")
+#: Index columns of a tile's sun and view angles (degrees), the fields of :class:`~cloudgan_core.clouds.Geometry`.
+GEOMETRY_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(Geometry))
 
 
 # --------------------------------------------------------------------------- array helpers
@@ -117,20 +121,6 @@ def brightness(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_opacity(min_opacity: float, max_opacity: float, gamma: float) -> None:
-    """The opacity settings: ``0 <= min_opacity <= max_opacity <= 1`` and ``gamma > 0``.
-
-    Raises
-    ------
-    SettingError
-        Naming the setting and its allowed range.
-    """
-    check_fraction("min_opacity", min_opacity)
-    check_fraction("max_opacity", max_opacity)
-    check_order("min_opacity", min_opacity, "max_opacity", max_opacity)
-    check_positive("gamma", gamma)
-
-
 # --------------------------------------------------------------------------- surface assignment
 
 
@@ -213,89 +203,6 @@ def assign_surfaces(
     return out
 
 
-# --------------------------------------------------------------------------- opacity and colour
-
-
-def cloud_opacity(
-    clouds: np.ndarray,
-    masks: np.ndarray,
-    *,
-    min_opacity: float = 0.35,
-    max_opacity: float = 1.0,
-    gamma: float = 1.0,
-) -> np.ndarray:
-    """Per-pixel cloud opacity α from a generated cloud tile and its mask.
-
-    ``α = 0`` where the mask is clear. Inside the mask::
-
-        b = mean(R, G, B) / 255                       (cloud brightness, 0..1)
-        α = min_opacity + (max_opacity − min_opacity) · b ** gamma
-
-    so a dim (thin) generated cloud pixel gets ``min_opacity`` and a white (thick) one
-    ``max_opacity``. ``min_opacity > 0`` changes every masked pixel by at least that share of
-    the gap between surface and cloud colour (so visibly, unless the surface there is already as
-    bright as the cloud colour, e.g. snow); ``gamma > 1`` makes mid-bright cloud thinner,
-    ``gamma < 1`` thicker.
-
-    Parameters
-    ----------
-    clouds
-        ``uint8 (N, H, W, 3)`` generated clouds (bright where cloud, dark elsewhere).
-    masks
-        ``(N, H, W)`` cloud masks, 1 = cloud, 0 = clear.
-    min_opacity, max_opacity
-        Opacity of the darkest and brightest masked pixel, ``0 <= min <= max <= 1``.
-    gamma
-        Exponent applied to the brightness, ``> 0``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32 (N, H, W)`` opacity in 0..1.
-    """
-    check_opacity(min_opacity, max_opacity, gamma)
-    clouds = _as_images(clouds, "clouds")
-    mask = _as_masks(masks)
-    _check_same_grid(clouds, mask, "clouds", "masks")
-    b = np.clip(brightness(clouds) / np.float32(255.0), 0.0, 1.0)
-    if gamma != 1.0:
-        b = b ** np.float32(gamma)
-    alpha = np.float32(min_opacity) + np.float32(max_opacity - min_opacity) * b
-    return np.where(mask, alpha, np.float32(0.0)).astype(np.float32)
-
-
-def cloud_colour(clouds: np.ndarray, masks: np.ndarray, *, whiten: float = 0.5) -> np.ndarray:
-    """The colour laid over the surface: the generated cloud's own RGB, pulled towards white.
-
-    Inside the mask ``colour = 255 − (255 − cloud) · (1 − whiten)`` per channel, i.e. a linear
-    mix ``whiten · white + (1 − whiten) · cloud``. With the default ``whiten = 0.5`` a black
-    generated pixel becomes mid-grey (127.5) and a white one stays white, so a dim generated cloud
-    still reads as cloud while keeping its texture and tint. Outside the mask the colour is 0
-    (it is never used there: α = 0).
-
-    Parameters
-    ----------
-    clouds
-        ``uint8 (N, H, W, 3)`` generated clouds.
-    masks
-        ``(N, H, W)`` cloud masks, 1 = cloud.
-    whiten
-        Share of white mixed in, 0 (cloud's own colour) .. 1 (pure white).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32 (N, H, W, 3)`` colour in digital numbers 0..255.
-    """
-    check_fraction("whiten", whiten)
-    clouds = _as_images(clouds, "clouds")
-    mask = _as_masks(masks)
-    _check_same_grid(clouds, mask, "clouds", "masks")
-    c = clouds.astype(np.float32)
-    colour = np.float32(255.0) - (np.float32(255.0) - c) * np.float32(1.0 - whiten)
-    return np.where(mask[..., None], colour, np.float32(0.0)).astype(np.float32)
-
-
 # --------------------------------------------------------------------------- compositing
 
 
@@ -327,62 +234,102 @@ def original_blend(surface: np.ndarray, clouds: np.ndarray) -> np.ndarray:
     return out
 
 
-def composite(
-    surface: np.ndarray,
-    clouds: np.ndarray,
-    masks: np.ndarray,
-    *,
-    blend: Blend = "alpha",
-    min_opacity: float = 0.35,
-    max_opacity: float = 1.0,
-    gamma: float = 1.0,
-    whiten: float = 0.5,
-) -> np.ndarray:
-    """Composite generated clouds onto surface tiles.
+def tile_geometry(row: Mapping[str, object], where: str) -> Geometry:
+    """The sun and view angles of a tile from its index row (:data:`GEOMETRY_COLUMNS`, degrees).
 
-    ``blend="alpha"`` (default): ``out = round(surface·(1 − α) + colour·α)`` with α from
-    :func:`cloud_opacity` and colour from :func:`cloud_colour`. Pixels where the mask is clear are
-    copied from the surface (byte-identical), so the mask describes the image exactly.
+    Raises
+    ------
+    CloudGANError
+        A column is missing or empty (tiles from before the angles were recorded), or an angle is
+        outside the cloud model's range (solar zenith 0-85 deg, view zenith 0-70 deg); the
+        message names ``where`` (the file and row).
+    """
+    missing = [c for c in GEOMETRY_COLUMNS if row.get(c) in (None, "")]
+    if missing:
+        raise CloudGANError(f"{where}: no {', '.join(missing)} (tiles indexed before the sun and view angles were "
+                            "recorded); materialize tiles and sorted_tiles again")
+    try:
+        return Geometry(**{c: float(row[c]) for c in GEOMETRY_COLUMNS})  # type: ignore[arg-type]
+    except (CloudModelError, TypeError, ValueError) as exc:
+        raise CloudGANError(f"{where}: {exc}") from None
 
-    ``blend="original"``: :func:`original_blend` (50 % blend + stretch), for comparison only.
+
+@dataclass(frozen=True)
+class RenderedSet:
+    """What :func:`render_composites` returns, tile by tile.
+
+    Attributes
+    ----------
+    images
+        ``uint8 (N, H, W, 3)`` false colour of ``bands``; outside cloud and shadow the surface's bytes.
+    bands
+        ``float32 (N, 9, H, W)`` the rendered bands (S1-S6 reflectance, S7-S9 K).
+    cloud, shadow
+        ``uint8 (N, H, W)``: 1 where tau > 0; 1 where the shadow darkens a clear pixel (disjoint).
+    opacity
+        ``float32 (N, H, W)``: the share of the surface's S3 signal the cloud hides, 0 where clear.
+    """
+
+    images: np.ndarray
+    bands: np.ndarray
+    cloud: np.ndarray
+    shadow: np.ndarray
+    opacity: np.ndarray
+
+
+def render_composites(surface_bands: np.ndarray, surface_images: np.ndarray, tau: np.ndarray,
+                      top_height_km: Sequence[float], geometries: Sequence[Geometry], *,
+                      shadows: bool = True) -> RenderedSet:
+    """Render each cloud over its surface tile in nine bands and take the false colour.
 
     Parameters
     ----------
-    surface
-        ``uint8 (N, H, W, 3)`` surface tile behind each cloud (already assigned, one per cloud).
-    clouds
-        ``uint8 (N, H, W, 3)`` generated clouds.
-    masks
-        ``(N, H, W)`` masks, 1 = cloud, 0 = clear.
-    blend, min_opacity, max_opacity, gamma, whiten
-        See :func:`cloud_opacity` and :func:`cloud_colour`.
+    surface_bands
+        ``(N, 9, H, W)`` clear surface tiles (finite; S7-S9 within 100-400 K).
+    surface_images
+        ``uint8 (N, H, W, 3)`` the same tiles' false colour, copied where the composite is clear.
+    tau
+        ``(N, H, W)`` cloud optical thickness at 0.55 um, 0 where clear.
+    top_height_km
+        Cloud-top height of each tile, km (0-20).
+    geometries
+        Sun and view angles each cloud is rendered with (the surface tile's).
+    shadows
+        Cast the clouds' shadows (:func:`cloudgan_core.clouds.render`).
 
     Returns
     -------
-    numpy.ndarray
-        ``uint8 (N, H, W, 3)`` composites.
+    RenderedSet
+
+    Raises
+    ------
+    CloudGANError
+        The inputs do not pair up, or a tile's inputs are outside the model (the message names
+        the tile).
     """
-    check_choice("blend", blend, BLENDS)
-    surface = _as_images(surface, "surface")
-    clouds = _as_images(clouds, "clouds")
-    mask = _as_masks(masks)
-    if surface.shape != clouds.shape:
-        raise CloudGANError(f"surface {surface.shape} and clouds {clouds.shape} differ in shape")
-    _check_same_grid(surface, mask, "surface", "masks")
-    if surface.dtype != np.uint8 or clouds.dtype != np.uint8:
-        raise CloudGANError(
-            "surface and clouds must be uint8 digital numbers, "
-            f"got {surface.dtype} and {clouds.dtype}"
-        )
-    if blend == "original":
-        return original_blend(surface, clouds)
-    alpha = cloud_opacity(
-        clouds, mask, min_opacity=min_opacity, max_opacity=max_opacity, gamma=gamma
-    )[..., None]
-    colour = cloud_colour(clouds, mask, whiten=whiten)
-    mixed = surface.astype(np.float32) * (np.float32(1.0) - alpha) + colour * alpha
-    mixed = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-    return np.where(mask[..., None], mixed, surface)
+    surface_images = _as_images(surface_images, "surface images")
+    surf = np.asarray(surface_bands)
+    n, h, w = surface_images.shape[:3]
+    if surf.shape != (n, len(BANDS), h, w):
+        raise CloudGANError(f"surface bands {surf.shape} do not pair up with the surface images "
+                            f"{surface_images.shape} (expected {(n, len(BANDS), h, w)})")
+    tau = np.asarray(tau)
+    if tau.shape != (n, h, w) or len(top_height_km) != n or len(geometries) != n:
+        raise CloudGANError(f"tau {tau.shape}, {len(top_height_km)} heights and {len(geometries)} geometries do "
+                            f"not pair up with {n} surface tiles of {h} x {w} px")
+    out = RenderedSet(images=surface_images.copy(), bands=np.empty((n, len(BANDS), h, w), np.float32),
+                      cloud=np.zeros((n, h, w), np.uint8), shadow=np.zeros((n, h, w), np.uint8),
+                      opacity=np.zeros((n, h, w), np.float32))
+    for i in range(n):
+        try:
+            r = render(surf[i], CloudField(tau[i], float(top_height_km[i])), geometries[i], shadows=shadows)
+        except CloudModelError as exc:
+            raise CloudGANError(f"tile {i}: {exc}") from None
+        out.bands[i] = r.bands
+        touched = r.cloud | r.shadow
+        out.images[i][touched] = false_color(r.bands)[touched]
+        out.cloud[i], out.shadow[i], out.opacity[i] = r.cloud, r.shadow, r.opacity
+    return out
 
 
 # --------------------------------------------------------------------------- figures
@@ -395,57 +342,54 @@ class CompositeStats:
     Attributes
     ----------
     tile_opacity
-        ``float64 (N,)`` mean opacity α over each tile's cloud pixels (0 for a tile without cloud).
+        ``float64 (N,)`` mean opacity over each tile's cloud pixels (0 for a tile without cloud).
     tile_change_inside
         ``float64 (N,)`` mean brightness change (composite − surface) over each tile's cloud pixels.
+    tile_shadow_fraction
+        ``float64 (N,)`` share of each tile's pixels in the cloud shadow.
     mean_opacity, mean_change_inside
         The same over all cloud pixels of the set (0 without cloud pixels).
+    mean_shadow_fraction
+        Share of all pixels in shadow.
     mean_brightness
         Mean brightness of all composite pixels (0 for an empty set).
     """
 
     tile_opacity: np.ndarray
     tile_change_inside: np.ndarray
+    tile_shadow_fraction: np.ndarray
     mean_opacity: float
     mean_change_inside: float
+    mean_shadow_fraction: float
     mean_brightness: float
 
 
-def composite_stats(
-    images: np.ndarray,
-    surfaces: np.ndarray,
-    clouds: np.ndarray,
-    masks: np.ndarray,
-    *,
-    blend: Blend = "alpha",
-    min_opacity: float = 0.35,
-    max_opacity: float = 1.0,
-    gamma: float = 1.0,
-) -> CompositeStats:
-    """Opacity and brightness figures of composites made by :func:`composite` with these settings.
-
-    The opacity is :func:`cloud_opacity` for ``blend="alpha"`` and the fixed 0.5 of the 50 % blend
-    for ``blend="original"``.
+def composite_stats(images: np.ndarray, surfaces: np.ndarray, masks: np.ndarray, opacity: np.ndarray,
+                    shadows: np.ndarray | None = None) -> CompositeStats:
+    """Opacity, brightness and shadow figures of a set of composites.
 
     Parameters
     ----------
-    images, surfaces, clouds
-        ``uint8 (N, H, W, 3)``: the composites, the surface and the generated cloud behind each.
+    images, surfaces
+        ``uint8 (N, H, W, 3)``: the composites and the surface behind each.
     masks
         ``(N, H, W)`` cloud masks, 1 = cloud.
-    blend, min_opacity, max_opacity, gamma
-        The settings the composites were made with.
+    opacity
+        ``(N, H, W)`` the cloud's opacity per pixel (:attr:`RenderedSet.opacity`; 0.5 inside the
+        mask for the 50 % blend).
+    shadows
+        Optional ``(N, H, W)`` shadow masks, 1 = shadow.
     """
     mask = _as_masks(masks)
     images = _as_images(images, "composites")
     surfaces = _as_images(surfaces, "surfaces")
     _check_same_grid(images, mask, "composites", "masks")
     _check_same_grid(surfaces, mask, "surfaces", "masks")
+    alpha = np.asarray(opacity, dtype=np.float32)
+    if alpha.shape != mask.shape:
+        raise CloudGANError(f"opacity {alpha.shape} and masks {mask.shape} differ in shape")
+    shade = np.zeros(mask.shape, bool) if shadows is None else _as_masks(shadows, "shadows")
     n = mask.shape[0]
-    if blend == "alpha" and n:
-        alpha = cloud_opacity(clouds, mask, min_opacity=min_opacity, max_opacity=max_opacity, gamma=gamma)
-    else:
-        alpha = np.where(mask, np.float32(0.5), np.float32(0.0))
     image_b = brightness(images)
     change = image_b - brightness(surfaces)
     pixels = mask.shape[1] * mask.shape[2]
@@ -460,7 +404,9 @@ def composite_stats(
     return CompositeStats(
         tile_opacity=tile_means(alpha),
         tile_change_inside=tile_means(change),
+        tile_shadow_fraction=shade.reshape(n, pixels).mean(axis=1) if n else np.zeros(0),
         mean_opacity=float(alpha[mask].mean(dtype=np.float64)) if cloudy else 0.0,
         mean_change_inside=float(change[mask].mean(dtype=np.float64)) if cloudy else 0.0,
+        mean_shadow_fraction=float(shade.mean()) if n else 0.0,
         mean_brightness=float(image_b.mean(dtype=np.float64)) if n else 0.0,
     )

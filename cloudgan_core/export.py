@@ -1,8 +1,9 @@
-"""Which composites go into the training set: cover selection (optionally balanced) and product splits.
+"""Which composites go into the training set (cover selection, product splits) and its netCDF files.
 
 The training-set stage (:mod:`cloudgan_core.stages.training_set`) gathers the candidate pairs of
 every composites partition, keeps those :func:`select_pairs` chooses and puts each product into one
-split with :func:`split_by_product`; it writes the set (its layout is that stage's).
+split with :func:`split_by_product`; it writes the set (its layout is that stage's), the bands of
+each split through :class:`SplitNetCDF`.
 
 Cover is in percent (0..100) and a range is a :class:`cloudgan_core.cover.CoverRange`, as
 everywhere in the project.
@@ -11,9 +12,11 @@ everywhere in the project.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from cloudgan_core.clouds import BANDS, REFLECTIVE, WAVELENGTH_UM
 from cloudgan_core.cover import CoverRange
 from cloudgan_core.settings import MAX_COVER_BINS, SettingError, check_count, check_split_fractions
 
@@ -195,3 +198,89 @@ def select_pairs(
     take = _fill_evenly(counts, total)
     chosen = [rng.permutation(m)[:t] for m, t in zip(members, take, strict=True) if t > 0]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- netCDF per split
+
+#: Units of each band of :data:`cloudgan_core.clouds.BANDS`: S1-S6 TOA reflectance (1), S7-S9 K.
+BAND_UNITS: tuple[str, ...] = tuple("1" if b in REFLECTIVE else "K" for b in BANDS)
+#: gzip level of the netCDF variables (with the shuffle filter); chunks are one pair.
+NETCDF_COMPRESSION = 4
+
+
+class SplitNetCDF:
+    """Writes one split of a training set as netCDF-4 (HDF5, read with ``xarray.open_dataset``), one
+    pair at a time, so memory stays at one pair whatever the split's size.
+
+    Dimensions ``pair`` (unlimited), ``band`` (9), ``y``, ``x``. Variables:
+
+    - ``bands`` ``(pair, band, y, x)`` float32: the composite's S1-S6 TOA reflectance and S7-S9
+      brightness temperature (K); NaN where there is no value;
+    - ``surface`` ``(pair, band, y, x)`` float32: the clear surface behind it;
+    - ``cloud_mask``, ``shadow_mask`` ``(pair, y, x)`` uint8 (1 = cloud / cloud shadow on a clear
+      pixel) and ``snow_mask`` (1 = the surface pixel is flagged snow or ice);
+    - coordinates ``pair`` (int32, the pair number = the PNGs' number), ``band`` (S1..S9),
+      ``band_units`` and ``wavelength_um`` along ``band``, ``product`` (the product the cloud mask
+      comes from) and ``surface_source`` along ``pair``.
+
+    Global attributes: ``title``, ``split``, ``generator``, ``model_sha256``, ``blend``, ``shadows``
+    (1 = on, 0 = off), ``Conventions``. The same pairs give the same bytes (no time stamps).
+    """
+
+    def __init__(self, path: Path, tile_shape: tuple[int, int], attrs: dict[str, object]) -> None:
+        import h5netcdf
+        import h5py
+
+        h, w = tile_shape
+        self.count = 0
+        self._file = h5netcdf.File(path, "w")
+        f = self._file
+        text = h5py.string_dtype()
+        f.dimensions = {"pair": None, "band": len(BANDS), "y": h, "x": w}
+        f.attrs.update({"Conventions": "CF-1.8", "title": "CloudGAN training set: synthetic clouds over clear "
+                        "SLSTR surfaces, with exact cloud and shadow masks", **attrs})
+        f.create_variable("band", ("band",), data=np.array(BANDS, dtype=object), dtype=text)
+        f.create_variable("band_units", ("band",), data=np.array(BAND_UNITS, dtype=object), dtype=text)
+        f.create_variable("wavelength_um", ("band",), data=np.array([WAVELENGTH_UM[b] for b in BANDS], np.float32))
+        self._vars = {"pair": f.create_variable("pair", ("pair",), dtype="i4"),
+                      "product": f.create_variable("product", ("pair",), dtype=text),
+                      "surface_source": f.create_variable("surface_source", ("pair",), dtype=text)}
+        # one pair per chunk, compressed; a set without tiles (0 x 0) gets h5netcdf's own layout
+        pack = {"compression": "gzip", "compression_opts": NETCDF_COMPRESSION, "shuffle": True} if h and w else {}
+        described = {
+            "bands": ("f4", "composite: S1-S6 TOA reflectance (1), S7-S9 brightness temperature (K)"),
+            "surface": ("f4", "clear surface behind the composite: S1-S6 TOA reflectance (1), S7-S9 brightness "
+                              "temperature (K)"),
+            "cloud_mask": ("u1", "cloud mask: 1 = cloud, 0 = clear"),
+            "shadow_mask": ("u1", "cloud shadow on clear pixels: 1 = shadow, 0 = none"),
+            "snow_mask": ("u1", "surface snow or ice flag of the surface tile: 1 = snow/ice")}
+        for name, (dtype, long_name) in described.items():
+            dims = ("pair", "band", "y", "x") if dtype == "f4" else ("pair", "y", "x")
+            if pack:
+                pack["chunks"] = (1, len(BANDS), h, w) if dtype == "f4" else (1, h, w)
+            fill = {"fillvalue": np.float32(np.nan)} if dtype == "f4" else {}
+            var = f.create_variable(name, dims, dtype=dtype, **pack, **fill)
+            var.attrs["long_name"] = long_name
+            var.attrs["coordinates"] = "product surface_source" + (" band_units wavelength_um" if dtype == "f4" else "")
+            if dtype == "u1":
+                var.attrs["flag_values"] = np.array([0, 1], np.uint8)
+            self._vars[name] = var
+
+    def append(self, number: int, product: str, surface_source: str, bands: np.ndarray, surface: np.ndarray,
+               cloud: np.ndarray, shadow: np.ndarray, snow: np.ndarray) -> None:
+        """Add pair ``number`` (its arrays as documented in the class)."""
+        k = self.count
+        self._file.resize_dimension("pair", k + 1)
+        v = self._vars
+        v["pair"][k] = number
+        v["product"][k] = product
+        v["surface_source"][k] = surface_source
+        v["bands"][k] = np.asarray(bands, np.float32)
+        v["surface"][k] = np.asarray(surface, np.float32)
+        v["cloud_mask"][k] = np.asarray(cloud, np.uint8)
+        v["shadow_mask"][k] = np.asarray(shadow, np.uint8)
+        v["snow_mask"][k] = np.asarray(snow, np.uint8)
+        self.count = k + 1
+
+    def close(self) -> None:
+        self._file.close()

@@ -8,8 +8,10 @@
 * **Brightness change**: mean of ``brightness(composite) − brightness(surface)`` inside the mask
   and outside it (digital numbers). An exact-mask composite has 0 outside.
 
-:func:`quality_report` gives both figures for the alpha composite and for the original 50 % blend
-on the same inputs, plus the cover histogram; :func:`report_plot_png` draws them as a PNG.
+:func:`quality_report` gives both figures for the rendered composite and for the original 50 % blend
+on the same inputs, plus the realism figures of both (:func:`cloudgan_core.realism.realism_figures`:
+texture, checkerboard artefacts, edge opacity, spectral signature) against :data:`REALISM_TARGETS`,
+and the cover histogram; :func:`report_plot_png` draws them as a PNG.
 
 The set-wide threshold cannot tell a bright surface from cloud, and the original blend's per-image
 stretch takes tile-to-tile brightness out; so the report also gives the IoU with an Otsu threshold
@@ -23,11 +25,11 @@ generator evaluation of :mod:`cloudgan_core.gan.evaluate` uses them too); the br
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cloudgan_core.composite import _as_images, _as_masks, brightness, composite
+from cloudgan_core.composite import _as_images, _as_masks, brightness, original_blend
 from cloudgan_core.cover import cover_histogram
 from cloudgan_core.errors import CloudGANError
 
@@ -181,9 +183,11 @@ class BlendFigures:
     brightness_outside_abs: float
 
 
-def blend_figures(images: np.ndarray, surface_brightness: np.ndarray, cloud: np.ndarray) -> BlendFigures:
+def blend_figures(images: np.ndarray, surface_brightness: np.ndarray, cloud: np.ndarray,
+                  shadow: np.ndarray | None = None) -> BlendFigures:
     """:class:`BlendFigures` of composites ``images`` (``uint8 (N, H, W, 3)``) over surfaces of
-    brightness ``surface_brightness`` (``(N, H, W)``) with the boolean masks ``cloud``."""
+    brightness ``surface_brightness`` (``(N, H, W)``) with the boolean masks ``cloud``; pixels of
+    the boolean ``shadow`` masks (darkened on purpose) count neither inside nor outside."""
     images = _as_images(images, "composites")
     if images.shape[:3] != cloud.shape or surface_brightness.shape != cloud.shape:
         raise CloudGANError(
@@ -192,7 +196,12 @@ def blend_figures(images: np.ndarray, surface_brightness: np.ndarray, cloud: np.
         )
     b = brightness(images)
     threshold = otsu_threshold(b)
-    change = change_figures(b - surface_brightness, cloud)
+    delta = b - surface_brightness
+    if shadow is None:
+        change = change_figures(delta, cloud)
+    else:
+        keep = ~(shadow & ~cloud)
+        change = change_figures(delta[keep], cloud[keep])
     return BlendFigures(
         detector_iou=iou(_detect(b, threshold, False), cloud),
         threshold=threshold,
@@ -203,6 +212,30 @@ def blend_figures(images: np.ndarray, surface_brightness: np.ndarray, cloud: np.
     )
 
 
+#: Realism targets (issue 11) of the rendered composites: figure → (lowest, highest), None = open.
+REALISM_TARGETS: dict[str, tuple[float | None, float | None]] = {
+    "texture_slope": (-3.3, -2.0), "texture_cv": (0.10, None), "nyquist_ratio": (None, 2.0),
+    "half_nyquist_ratio": (None, 2.0), "edge_opacity_ratio": (None, 0.5), "bright_cold_fraction": (0.95, None),
+}
+#: Most pairs the realism figures are computed on (the first ones in pair order; bounds memory).
+MAX_REALISM_PAIRS = 512
+
+
+def target_met(name: str, value: float | None) -> bool | None:
+    """Whether figure ``name`` meets its :data:`REALISM_TARGETS` range (None: no value or no target)."""
+    if name not in REALISM_TARGETS or value is None or value != value:  # NaN
+        return None
+    low, high = REALISM_TARGETS[name]
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _target_label(name: str) -> str:
+    low, high = REALISM_TARGETS[name]
+    if low is not None and high is not None:
+        return f"[{low:g}, {high:g}]"
+    return f">= {low:g}" if low is not None else f"<= {high:g}"
+
+
 @dataclass(frozen=True)
 class QualityReport:
     """Quality figures of a training set next to the original 50 % blend (see :func:`quality_report`).
@@ -211,39 +244,66 @@ class QualityReport:
     ----------
     n_pairs
         Pairs in the set.
-    alpha, original
+    generator
+        The cloud generator of the set (``gan``, ``procedural``, or ``""`` when unknown).
+    composite, original
         :class:`BlendFigures` of the set's composites and of the 50 % blend of the same inputs.
     iou_gain, iou_gain_per_tile
-        ``alpha − original`` detector IoU (set-wide and per-tile Otsu threshold).
+        ``composite − original`` detector IoU (set-wide and per-tile Otsu threshold).
     cover_histogram
         Cloud cover of the pairs, :func:`cloudgan_core.cover.cover_histogram` (``edges`` in
         percent, ``counts``).
+    realism
+        ``{"composite": ..., "original": ...}``: :meth:`cloudgan_core.realism.RealismFigures.as_dict`
+        of the composites (on their bands, with the false colour for the detector figures) and of the
+        original blend (false colour only: its spectral figures are None); empty without the bands.
+    realism_pairs
+        Pairs the realism figures were computed on (the first, at most :data:`MAX_REALISM_PAIRS`).
+    targets_met
+        The composites' realism figures against :data:`REALISM_TARGETS` (None: no value).
     """
 
     n_pairs: int
-    alpha: BlendFigures
+    generator: str
+    composite: BlendFigures
     original: BlendFigures
     iou_gain: float
     iou_gain_per_tile: float
     cover_histogram: dict[str, list]
+    realism: dict[str, dict] = field(default_factory=dict)
+    realism_pairs: int = 0
+    targets_met: dict[str, bool | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The report as plain JSON types (what ``report.json`` holds)."""
         return asdict(self)
 
     def table_markdown(self) -> str:
-        """The main figures, alpha composite vs original blend, as a Markdown table."""
-        a, o = self.alpha, self.original
-        rows = [("detector IoU (set Otsu)", f"{a.detector_iou:.3f}", f"{o.detector_iou:.3f}"),
-                ("detector IoU (per-tile Otsu)", f"{a.detector_iou_per_tile:.3f}", f"{o.detector_iou_per_tile:.3f}"),
-                ("Otsu threshold (DN)", f"{a.threshold:.1f}", f"{o.threshold:.1f}"),
-                ("brightness change inside mask (DN)", f"{a.brightness_inside:+.1f}", f"{o.brightness_inside:+.1f}"),
-                ("brightness change outside mask (DN)", f"{a.brightness_outside:+.1f}",
-                 f"{o.brightness_outside:+.1f}"),
-                ("mean abs change outside mask (DN)", f"{a.brightness_outside_abs:.2f}",
-                 f"{o.brightness_outside_abs:.2f}")]
-        lines = ["| figure | alpha composite | original 50 % blend |", "|---|---|---|"]
-        return "\n".join(lines + [f"| {name} | {x} | {y} |" for name, x, y in rows])
+        """The main figures, rendered composite vs original blend, as a Markdown table."""
+        a, o = self.composite, self.original
+        rows = [("detector IoU (set Otsu)", f"{a.detector_iou:.3f}", f"{o.detector_iou:.3f}", ""),
+                ("detector IoU (per-tile Otsu)", f"{a.detector_iou_per_tile:.3f}", f"{o.detector_iou_per_tile:.3f}",
+                 ""),
+                ("Otsu threshold (DN)", f"{a.threshold:.1f}", f"{o.threshold:.1f}", ""),
+                ("brightness change inside mask (DN)", f"{a.brightness_inside:+.1f}", f"{o.brightness_inside:+.1f}",
+                 ""),
+                ("brightness change outside cloud and shadow (DN)", f"{a.brightness_outside:+.1f}",
+                 f"{o.brightness_outside:+.1f}", ""),
+                ("mean abs change outside cloud and shadow (DN)", f"{a.brightness_outside_abs:.2f}",
+                 f"{o.brightness_outside_abs:.2f}", "0")]
+        if self.realism:
+            comp, orig = self.realism["composite"], self.realism["original"]
+            for name in ("texture_slope", "texture_cv", "nyquist_ratio", "half_nyquist_ratio", "edge_opacity_ratio",
+                         "bright_cold_fraction", "s5_s3_cloud", "s5_s3_snow"):
+                rows.append((name, _fmt(comp.get(name)), _fmt(orig.get(name)),
+                             _target_label(name) if name in REALISM_TARGETS else ""))
+        lines = [f"| figure | composite ({self.generator or 'generator?'}) | original 50 % blend | target |",
+                 "|---|---|---|---|"]
+        return "\n".join(lines + [f"| {name} | {x} | {y} | {t} |" for name, x, y, t in rows])
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def quality_report(
@@ -253,39 +313,72 @@ def quality_report(
     masks: np.ndarray,
     *,
     cover: np.ndarray | None = None,
+    shadows: np.ndarray | None = None,
+    bands: np.ndarray | None = None,
+    surface_bands: np.ndarray | None = None,
+    snow: np.ndarray | None = None,
+    generator: str = "",
 ) -> QualityReport:
-    """Quality figures of a training set, next to the original 50 % blend on the same inputs.
+    """Quality and realism figures of a training set, next to the original 50 % blend on the same inputs.
 
     Parameters
     ----------
     composites
-        ``uint8 (N, H, W, 3)`` the set's composites (as written, normally the alpha blend).
+        ``uint8 (N, H, W, 3)`` the set's composites (false colour, as written).
     surfaces, clouds, masks
-        The surface, generated cloud and mask behind each composite.
+        The surface, the cloud's picture and the cloud mask behind each composite.
     cover
         Cloud cover of each pair in percent (0..100); default: from the masks.
+    shadows
+        Optional ``(N, H, W)`` shadow masks (left out of the "outside" brightness figures).
+    bands, surface_bands
+        Optional ``float (M, 9, H, W)`` bands of the first M <= N composites and surfaces: with
+        them the realism figures are computed on those M pairs (at most :data:`MAX_REALISM_PAIRS`).
+    snow
+        Optional ``(M, H, W)`` snow masks of the surfaces (for the S5/S3 of snow).
+    generator
+        Name of the cloud generator, for the report.
 
     Returns
     -------
     QualityReport
     """
+    from cloudgan_core.realism import realism_figures
+
     comp = _as_images(composites, "composites")
     mask = _as_masks(masks)
     if comp.shape[0] == 0:
         raise CloudGANError("quality report: the training set is empty")
-    original = composite(surfaces, clouds, mask.astype(np.uint8), blend="original")
+    surf = _as_images(surfaces, "surfaces")
+    original = original_blend(surf, clouds)
+    shade = None if shadows is None else _as_masks(shadows, "shadows")
     if cover is None:
         cover = 100.0 * mask.reshape(mask.shape[0], -1).mean(axis=1)
-    surface_b = brightness(_as_images(surfaces, "surfaces"))
-    alpha_figures = blend_figures(comp, surface_b, mask)
+    surface_b = brightness(surf)
+    composite_figures = blend_figures(comp, surface_b, mask, shade)
     original_figures = blend_figures(original, surface_b, mask)
+    realism: dict[str, dict] = {}
+    m = 0
+    if bands is not None and surface_bands is not None:
+        m = min(len(bands), MAX_REALISM_PAIRS)
+        part = slice(0, m)
+        realism["composite"] = realism_figures(
+            np.asarray(bands[part]), np.asarray(surface_bands[part]), mask[part],
+            shadows=None if shade is None else shade[part], snow=None if snow is None else np.asarray(snow[part]),
+            false_colour=(comp[part], surf[part])).as_dict()
+        realism["original"] = realism_figures(original[part], surf[part], mask[part]).as_dict()
+    met = {name: target_met(name, realism["composite"].get(name)) for name in REALISM_TARGETS} if realism else {}
     return QualityReport(
         n_pairs=int(comp.shape[0]),
-        alpha=alpha_figures,
+        generator=generator,
+        composite=composite_figures,
         original=original_figures,
-        iou_gain=alpha_figures.detector_iou - original_figures.detector_iou,
-        iou_gain_per_tile=alpha_figures.detector_iou_per_tile - original_figures.detector_iou_per_tile,
+        iou_gain=composite_figures.detector_iou - original_figures.detector_iou,
+        iou_gain_per_tile=composite_figures.detector_iou_per_tile - original_figures.detector_iou_per_tile,
         cover_histogram=cover_histogram(cover),
+        realism=realism,
+        realism_pairs=m,
+        targets_met=met,
     )
 
 
@@ -320,13 +413,18 @@ def _bar_panel(draw, box, title, groups, series_colours, value_max, fmt, font) -
         draw.text((int(gx + 2), bottom + 3), label, fill=_INK, font=font)
 
 
-def report_plot_png(report: QualityReport, *, width: int = 720, height: int = 270) -> bytes:
-    """A small PNG bar chart of a :func:`quality_report` for the UI (drawn with Pillow).
+#: Height of the realism table under the bar charts, px (one line per figure).
+_TABLE_LINE = 14
 
-    Left: detector IoU (set-wide and per-tile Otsu threshold), alpha vs original. Middle: mean
-    absolute brightness change inside and outside the mask, alpha vs original. Right: cover
-    histogram (10 % bins). Same report, same
-    bytes.
+
+def report_plot_png(report: QualityReport, *, width: int = 720, height: int = 270) -> bytes:
+    """A small PNG of a :func:`quality_report` for the UI (drawn with Pillow).
+
+    Top, left: detector IoU (set-wide and per-tile Otsu threshold), composite vs original. Middle:
+    mean absolute brightness change inside the mask and outside cloud and shadow. Right: cover
+    histogram (10 % bins). Below (when the report has them): the realism figures of the composites
+    (with the generator's name) and of the original blend, each target and whether it is met.
+    Same report, same bytes.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -334,9 +432,12 @@ def report_plot_png(report: QualityReport, *, width: int = 720, height: int = 27
         font = ImageFont.load_default_imagefont()  # bitmap font: identical on every machine
     except AttributeError:  # Pillow < 10.1
         font = ImageFont.load_default()
-    img = Image.new("RGB", (width, height), (255, 255, 255))
+    names = [n for n in ("texture_slope", "texture_cv", "nyquist_ratio", "half_nyquist_ratio", "edge_opacity_ratio",
+                         "bright_cold_fraction", "s5_s3_cloud", "s5_s3_snow") if report.realism]
+    table_h = (len(names) + 2) * _TABLE_LINE + 8 if names else 0
+    img = Image.new("RGB", (width, height + table_h), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    a, o = report.alpha, report.original
+    a, o = report.composite, report.original
     panel_w = width // 3
     _bar_panel(
         draw,
@@ -376,9 +477,27 @@ def report_plot_png(report: QualityReport, *, width: int = 720, height: int = 27
     )
     legend_y = height - 14
     draw.rectangle((10, legend_y, 20, legend_y + 8), fill=_BLUE)
-    draw.text((24, legend_y - 2), "alpha composite", fill=_INK, font=font)
-    draw.rectangle((140, legend_y, 150, legend_y + 8), fill=_ORANGE)
-    draw.text((154, legend_y - 2), "original 50 % blend", fill=_INK, font=font)
+    draw.text((24, legend_y - 2), f"composite ({report.generator or '?'})", fill=_INK, font=font)
+    draw.rectangle((180, legend_y, 190, legend_y + 8), fill=_ORANGE)
+    draw.text((194, legend_y - 2), "original 50 % blend", fill=_INK, font=font)
+    if names:
+        comp, orig = report.realism["composite"], report.realism["original"]
+        y = height + 4
+        columns = (10, 200, 330, 460, 580)
+        for x, text in zip(columns, ("realism figure", f"composite ({report.generator or '?'})", "original blend",
+                                     "target", "met")):
+            draw.text((x, y), text, fill=_INK, font=font)
+        draw.line((10, y + _TABLE_LINE - 2, width - 10, y + _TABLE_LINE - 2), fill=_GREY)
+        for name in names:
+            y += _TABLE_LINE
+            met = report.targets_met.get(name)
+            cells = (name, _fmt(comp.get(name)), _fmt(orig.get(name)),
+                     _target_label(name) if name in REALISM_TARGETS else "",
+                     "" if met is None else ("yes" if met else "NO"))
+            for x, text in zip(columns, cells):
+                draw.text((x, y), text, fill=_INK, font=font)
+        draw.text((10, y + _TABLE_LINE), f"on the first {report.realism_pairs} pairs; original: false colour only",
+                  fill=_GREY, font=font)
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()

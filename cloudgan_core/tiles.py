@@ -36,11 +36,17 @@ class Tiles:
         uint8 (N, H, W); 1 = cloud, 0 = clear.
     index
         One dict per tile with the keys of :data:`INDEX_COLUMNS` (those known so far).
+    bands
+        Optional float32 (N, 9, H, W): S1-S6 reflectance, S7-S9 brightness temperature (K).
+    flags
+        Optional uint16 (N, H, W): the masks stage's pixel flags.
     """
 
     images: np.ndarray
     masks: np.ndarray
     index: list[dict]
+    bands: np.ndarray | None = None
+    flags: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -48,7 +54,9 @@ class Tiles:
     def take(self, rows: Sequence[int] | np.ndarray) -> Tiles:
         """The tiles at positions ``rows``, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
-        return Tiles(self.images[rows], self.masks[rows], [self.index[i] for i in rows])
+        return Tiles(self.images[rows], self.masks[rows], [self.index[i] for i in rows],
+                     None if self.bands is None else self.bands[rows],
+                     None if self.flags is None else self.flags[rows])
 
 
 def check_tile_size(size: int) -> int:

@@ -122,17 +122,23 @@ def check_aligned(
     return CheckOutcome(True, f"{n_img} images and masks pair up ({shape} px)", meta)
 
 
-def check_outside_mask_unchanged(composites: Any, surfaces: Any, masks: Any) -> CheckOutcome:
-    """Every clear pixel of every composite is byte-identical to its surface.
+def check_outside_mask_unchanged(composites: Any, surfaces: Any, masks: Any, shadows: Any = None) -> CheckOutcome:
+    """Every pixel outside cloud ∪ shadow of every composite is byte-identical to its surface.
 
-    A pixel counts as differing when any of its three channels differs. Metadata:
-    ``differing_pixels`` (the count; must be 0), ``clear_pixels``, ``tiles_affected``.
+    A pixel counts as differing when any of its three channels differs. ``shadows`` (``(N, H, W)``
+    0/1, optional) are the cloud-shadow masks: shadow pixels are darkened on purpose. Metadata:
+    ``differing_pixels`` (the count; must be 0), ``clear_pixels`` (outside cloud and shadow),
+    ``tiles_affected``.
     """
     problem = _pairing_problem(composites, surfaces, masks)
+    if problem is None and shadows is not None and np.shape(shadows) != np.shape(masks):
+        problem = f"shadow masks {np.shape(shadows)} do not match the cloud masks {np.shape(masks)}"
     if problem:
         return CheckOutcome(False, problem, {"differing_pixels": -1})
     comp, surf = np.asarray(composites), np.asarray(surfaces)
     clear = np.asarray(masks) == 0
+    if shadows is not None:
+        clear &= np.asarray(shadows) == 0
     differs = np.any(comp != surf, axis=-1) & clear
     n_diff = int(np.count_nonzero(differs))
     per_tile = np.count_nonzero(differs.reshape(differs.shape[0], int(np.prod(differs.shape[1:]))), axis=1)
@@ -146,11 +152,11 @@ def check_outside_mask_unchanged(composites: Any, surfaces: Any, masks: Any) -> 
     if n_diff:
         return CheckOutcome(
             False,
-            f"{n_diff} clear pixel(s) differ from the surface in {len(tiles)} tile(s) "
-            f"(first: tile {tiles[0]}); the mask is not exact",
+            f"{n_diff} pixel(s) outside cloud and shadow differ from the surface in {len(tiles)} tile(s) "
+            f"(first: tile {tiles[0]}); the masks are not exact",
             meta,
         )
-    return CheckOutcome(True, f"all {meta['clear_pixels']} clear pixels equal the surface", meta)
+    return CheckOutcome(True, f"all {meta['clear_pixels']} pixels outside cloud and shadow equal the surface", meta)
 
 
 def check_inside_mask_changed(

@@ -1,4 +1,4 @@
-"""Surface assignment, opacity, cloud colour and the composite itself."""
+"""Surface assignment, the rendered composite, the original blend and the composite figures."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from cloudgan_core.clouds import CloudField, Geometry, false_color, render
 from cloudgan_core.composite import (
     assign_surfaces,
     brightness,
-    cloud_colour,
-    cloud_opacity,
-    composite,
     composite_stats,
+    original_blend,
+    render_composites,
+    tile_geometry,
 )
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.settings import SettingError
 
 
 def _tiles(seed: int = 0, n: int = 12, size: int = 32):
@@ -95,109 +95,90 @@ def test_empty_pool_is_an_error_and_no_clouds_is_fine() -> None:
     assert assign_surfaces([], [], seed=0).shape == (0,)
 
 
-# --------------------------------------------------------------------------- opacity and colour
+# --------------------------------------------------------------------------- rendered composites
 
 
-def test_opacity_formula() -> None:
-    clouds = np.zeros((1, 2, 3, 3), np.uint8)
-    clouds[0, 0, 0] = 255
-    clouds[0, 0, 1] = 0
-    clouds[0, 0, 2] = (51, 51, 51)  # b = 0.2
-    clouds[0, 1, :] = 255  # bright but clear
-    masks = np.array([[[1, 1, 1], [0, 0, 0]]], np.uint8)
-    a = cloud_opacity(clouds, masks)
-    assert a.dtype == np.float32 and a.shape == (1, 2, 3)
-    assert a[0, 0, 0] == pytest.approx(1.0)
-    assert a[0, 0, 1] == pytest.approx(0.35)
-    assert a[0, 0, 2] == pytest.approx(0.35 + 0.65 * 0.2)
-    assert (a[0, 1] == 0).all()
-    g = cloud_opacity(clouds, masks, min_opacity=0.2, max_opacity=0.9, gamma=2.0)
-    assert g[0, 0, 2] == pytest.approx(0.2 + 0.7 * 0.04, rel=1e-5)
-    assert g[0, 0, 0] == pytest.approx(0.9)
+def _scene(seed: int = 0, n: int = 4, size: int = 32):
+    """Surface bands and their false colour, tau fields with round clouds, heights and geometries."""
+    rng = np.random.default_rng(seed)
+    bands = np.empty((n, 9, size, size), np.float32)
+    bands[:, :6] = rng.uniform(0.02, 0.3, (n, 6, size, size))
+    bands[:, 6:] = rng.uniform(275.0, 300.0, (n, 3, size, size))
+    images = np.stack([false_color(b) for b in bands])
+    yy, xx = np.mgrid[:size, :size]
+    tau = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        inside = (yy - size / 2) ** 2 + (xx - size / 2 - i) ** 2 <= (size / 4 + i) ** 2
+        tau[i][inside] = rng.uniform(0.3, 30.0, int(inside.sum()))
+    heights = [1.0 + i for i in range(n)]
+    geometries = [Geometry(30.0 + 5 * i, 120.0 + 20 * i, 10.0, 100.0) for i in range(n)]
+    return bands, images, tau, heights, geometries
 
 
-def test_opacity_grows_with_brightness() -> None:
-    levels = np.arange(0, 256, 15, dtype=np.uint8)
-    clouds = np.repeat(levels[None, None, :, None], 3, axis=-1)
-    a = cloud_opacity(clouds, np.ones((1, 1, levels.size), np.uint8))[0, 0]
-    assert np.all(np.diff(a) > 0)
+def test_rendered_composite_is_exact_outside_cloud_and_shadow() -> None:
+    bands, images, tau, heights, geometries = _scene()
+    out = render_composites(bands, images, tau, heights, geometries)
+    assert out.images.dtype == np.uint8 and out.bands.dtype == np.float32
+    assert np.array_equal(out.cloud == 1, tau > 0)
+    assert out.shadow.any() and not (out.shadow & out.cloud).any()
+    touched = (out.cloud == 1) | (out.shadow == 1)
+    assert np.array_equal(out.images[~touched], images[~touched])
+    assert np.array_equal(np.moveaxis(out.bands, 1, -1)[~touched], np.moveaxis(bands, 1, -1)[~touched])
+    # inside: the false colour of the rendered bands; clouds brighten S3 and cool S8
+    assert np.array_equal(out.images[touched], np.stack([false_color(b) for b in out.bands])[touched])
+    cloud = out.cloud == 1
+    assert (out.bands[:, 2][cloud] > bands[:, 2][cloud]).mean() > 0.95
+    assert (out.bands[:, 7][cloud] < bands[:, 7][cloud]).mean() > 0.9  # a surface colder than the top: warmer
+    assert (out.opacity[~cloud] == 0).all() and (out.opacity[cloud] > 0).all()
+    no_shadow = render_composites(bands, images, tau, heights, geometries, shadows=False)
+    assert not no_shadow.shadow.any() and np.array_equal(no_shadow.images[~cloud], images[~cloud])
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(min_opacity=-0.1),
-        dict(min_opacity=0.8, max_opacity=0.5),
-        dict(max_opacity=1.2),
-        dict(gamma=0.0),
-    ],
-)
-def test_opacity_rejects_bad_settings(kwargs) -> None:
-    s, c, m = _tiles(n=1, size=4)
-    with pytest.raises(SettingError, match="min_opacity|max_opacity|gamma"):
-        cloud_opacity(c, m, **kwargs)
+def test_a_tile_renders_the_same_alone_as_in_any_batch() -> None:
+    # the deterministic-bytes guarantee the stage relies on: a tile's composite depends on its own
+    # inputs only (not on the other tiles, their order or the batch size), and equals clouds.render
+    bands, images, tau, heights, geometries = _scene(seed=2)
+    batch = render_composites(bands, images, tau, heights, geometries)
+    order = [3, 1, 0, 2]
+    shuffled = render_composites(bands[order], images[order], tau[order], [heights[i] for i in order],
+                                 [geometries[i] for i in order])
+    for j, i in enumerate(order):
+        alone = render_composites(bands[i:i + 1], images[i:i + 1], tau[i:i + 1], heights[i:i + 1],
+                                  geometries[i:i + 1])
+        direct = render(bands[i], CloudField(tau[i], heights[i]), geometries[i])
+        for out in (alone, shuffled):
+            k = 0 if out is alone else j
+            assert out.images[k].tobytes() == batch.images[i].tobytes()
+            assert out.bands[k].tobytes() == batch.bands[i].tobytes()
+        assert direct.bands.tobytes() == batch.bands[i].tobytes()
+        assert np.array_equal(direct.shadow, batch.shadow[i] == 1)
 
 
-def test_cloud_colour_whitens() -> None:
-    clouds = np.zeros((1, 1, 3, 3), np.uint8)
-    clouds[0, 0, 1] = 255
-    clouds[0, 0, 2] = (100, 0, 200)
-    masks = np.array([[[1, 1, 0]]], np.uint8)
-    col = cloud_colour(clouds, masks)
-    assert col[0, 0, 0].tolist() == [127.5] * 3
-    assert col[0, 0, 1].tolist() == [255.0] * 3
-    assert col[0, 0, 2].tolist() == [0.0] * 3  # outside the mask: unused, zero
-    assert cloud_colour(clouds, masks, whiten=0.0)[0, 0, 0].tolist() == [0.0] * 3
-    with pytest.raises(CloudGANError):
-        cloud_colour(clouds, masks, whiten=1.5)
+def test_render_inputs_that_do_not_pair_up_are_named() -> None:
+    bands, images, tau, heights, geometries = _scene(n=2, size=8)
+    with pytest.raises(CloudGANError, match="surface bands"):
+        render_composites(bands[:, :3], images, tau, heights, geometries)
+    with pytest.raises(CloudGANError, match="do not pair up"):
+        render_composites(bands, images, tau[:1], heights, geometries)
+    hot = bands.copy()
+    hot[1, 7] = 500.0
+    with pytest.raises(CloudGANError, match="tile 1: .*brightness temperatures"):
+        render_composites(hot, images, tau, heights, geometries)
 
 
-# --------------------------------------------------------------------------- composite
-
-
-def test_outside_mask_is_byte_identical() -> None:
-    surface, clouds, masks = _tiles()
-    out = composite(surface, clouds, masks)
-    assert out.dtype == np.uint8 and out.shape == surface.shape
-    clear = masks == 0
-    assert np.array_equal(out[clear], surface[clear])
-
-
-def test_inside_mask_follows_formula() -> None:
-    surface, clouds, masks = _tiles(seed=1)
-    out = composite(surface, clouds, masks, min_opacity=0.4, gamma=1.5, whiten=0.3)
-    s = surface.astype(np.float64)
-    c = clouds.astype(np.float64)
-    alpha = 0.4 + 0.6 * (c.mean(axis=-1) / 255.0) ** 1.5
-    colour = 0.3 * 255.0 + 0.7 * c
-    expected = np.rint(s * (1 - alpha[..., None]) + colour * alpha[..., None])
-    inside = masks == 1
-    diff = np.abs(out[inside].astype(np.float64) - expected[inside])
-    assert diff.max() <= 1.0  # float32 vs float64 rounding at .5 only
-    assert diff.mean() < 0.01
-
-
-def test_every_masked_pixel_changes_on_dark_surface() -> None:
-    surface = np.full((3, 16, 16, 3), 20, np.uint8)
-    clouds = np.zeros((3, 16, 16, 3), np.uint8)  # even a black generated cloud
-    masks = np.zeros((3, 16, 16), np.uint8)
-    masks[:, 4:12, 4:12] = 1
-    out = composite(surface, clouds, masks)
-    assert np.all(out[masks == 1] > surface[masks == 1] + 20)
-    assert np.array_equal(out[masks == 0], surface[masks == 0])
-
-
-def test_composite_is_deterministic() -> None:
-    surface, clouds, masks = _tiles(seed=2)
-    assert (
-        composite(surface, clouds, masks).tobytes() == composite(surface, clouds, masks).tobytes()
-    )
+def test_tile_geometry_reads_the_angles_or_names_what_is_missing() -> None:
+    row = {"solar_zenith": "40", "solar_azimuth": 140.0, "view_zenith": 5.0, "view_azimuth": 100.0}
+    assert tile_geometry(row, "x.csv row 2") == Geometry(40.0, 140.0, 5.0, 100.0)
+    with pytest.raises(CloudGANError, match="x.csv row 2: no view_zenith, view_azimuth.*materialize tiles"):
+        tile_geometry({"solar_zenith": 40.0, "solar_azimuth": 1.0, "view_zenith": ""}, "x.csv row 2")
+    with pytest.raises(CloudGANError, match="x.csv row 2: solar_zenith must be within"):
+        tile_geometry({**row, "solar_zenith": 95.0}, "x.csv row 2")
 
 
 def test_original_blend_changes_clear_pixels_and_stretches() -> None:
     surface, clouds, masks = _tiles(seed=3)
     surface = (surface // 2 + 40).astype(np.uint8)  # 40..167: needs stretching
-    out = composite(surface, clouds, masks, blend="original")
+    out = original_blend(surface, clouds)
     assert out.dtype == np.uint8
     for i in range(out.shape[0]):
         assert out[i].min() == 0 and out[i].max() == 255
@@ -206,26 +187,9 @@ def test_original_blend_changes_clear_pixels_and_stretches() -> None:
         assert np.abs(out[i] - stretched).max() <= 2.5
     clear = masks == 0
     assert not np.array_equal(out[clear], surface[clear])
-
-
-def test_single_tile_is_accepted() -> None:
-    surface, clouds, masks = _tiles(n=1, size=8)
-    out = composite(surface[0], clouds[0], masks[0])
-    assert np.array_equal(out, composite(surface, clouds, masks))
-
-
-def test_bad_inputs_are_named() -> None:
-    surface, clouds, masks = _tiles(n=2, size=8)
-    with pytest.raises(CloudGANError, match="0/255"):
-        composite(surface, clouds, masks * 255)
-    with pytest.raises(CloudGANError, match="differ"):
-        composite(surface, clouds[:1], masks)
-    with pytest.raises(CloudGANError, match="masks"):
-        composite(surface, clouds, masks[:, :4])
-    with pytest.raises(CloudGANError, match="blend"):
-        composite(surface, clouds, masks, blend="screen")  # type: ignore[arg-type]
-    with pytest.raises(CloudGANError, match="uint8"):
-        composite(surface.astype(np.float32), clouds, masks)
+    assert np.array_equal(original_blend(surface[0], clouds[0]), out[:1])  # one (H, W, 3) tile
+    with pytest.raises(CloudGANError, match="differ in shape"):
+        original_blend(surface, clouds[:1])
 
 
 # --------------------------------------------------------------------------- brightness and figures
@@ -243,21 +207,24 @@ def test_brightness_is_the_exact_channel_mean() -> None:
         brightness(surface[..., :2])
 
 
-def test_composite_stats_follow_the_opacity_and_the_change() -> None:
-    surface, clouds, masks = _tiles(n=4, size=16)
+def test_composite_stats_follow_the_opacity_the_change_and_the_shadow() -> None:
+    surface, images, _ = _tiles(n=4, size=16)
+    rng = np.random.default_rng(9)
+    masks = (rng.random((4, 16, 16)) < 0.4).astype(np.uint8)
     masks[2] = 0  # a tile without cloud
-    images = composite(surface, clouds, masks, min_opacity=0.4)
-    stats = composite_stats(images, surface, clouds, masks, min_opacity=0.4)
-    alpha = cloud_opacity(clouds, masks, min_opacity=0.4)
+    shadows = ((rng.random((4, 16, 16)) < 0.1) & (masks == 0)).astype(np.uint8)
+    alpha = np.where(masks == 1, rng.random((4, 16, 16)), 0.0).astype(np.float32)
+    stats = composite_stats(images, surface, masks, alpha, shadows)
     cloudy = masks.astype(bool)
     change = brightness(images) - brightness(surface)
     assert stats.mean_opacity == pytest.approx(alpha[cloudy].mean())
     assert stats.mean_change_inside == pytest.approx(change[cloudy].mean())
     assert stats.mean_brightness == pytest.approx(brightness(images).mean())
+    assert stats.mean_shadow_fraction == pytest.approx(shadows.mean())
+    assert stats.tile_shadow_fraction[1] == pytest.approx(shadows[1].mean())
     assert stats.tile_opacity[2] == 0.0 and stats.tile_change_inside[2] == 0.0
     assert stats.tile_opacity[0] == pytest.approx(alpha[0][cloudy[0]].mean())
-    original = composite_stats(composite(surface, clouds, masks, blend="original"), surface, clouds, masks,
-                               blend="original")
-    assert original.mean_opacity == 0.5
-    empty = composite_stats(surface[:0], surface[:0], clouds[:0], masks[:0])
+    with pytest.raises(CloudGANError, match="opacity"):
+        composite_stats(images, surface, masks, alpha[:, :4])
+    empty = composite_stats(surface[:0], surface[:0], masks[:0], alpha[:0])
     assert empty.mean_opacity == empty.mean_brightness == 0.0 and empty.tile_opacity.shape == (0,)

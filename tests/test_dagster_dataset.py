@@ -24,6 +24,8 @@ from cloudgan_assets.dataset_checks import COMPOSITE_CHECKS, DATASET_CHECKS, TRA
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
 from cloudgan_core.atomic import save_npy
+from cloudgan_core.clouds import thickness_from_reflectance
+from cloudgan_core.composite import tile_geometry
 from cloudgan_core.stages import sorted_tiles, surface_tiles, synthetic_clouds, training_set
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox
 
@@ -38,8 +40,15 @@ def synthetic_clouds_stand_in(context: dg.AssetExecutionContext, storage: CloudG
     level = 40.0 + 200.0 * blur
     tint = np.array([1.0, 0.97, 1.03], np.float32)
     clouds = np.clip(np.rint(level[..., None] * tint), 0, 255).astype(np.uint8)
+    masks = np.asarray(t.masks, np.uint8)
+    # the GAN path of the real stage: S3 (green) inverted to tau with the tile's own geometry
+    geometries = [tile_geometry(row, "gan_input") for row in t.index]
+    tau = np.stack([thickness_from_reflectance(clouds[i, ..., 1] / np.float32(255.0), geometries[i],
+                                               mask=masks[i]).tau for i in range(len(masks))]) \
+        if len(masks) else np.zeros(masks.shape, np.float32)
+    index = [{**row, "top_height_km": 2.0} for row in t.index]
     synthetic_clouds.write(storage.root_path, key, synthetic_clouds.SyntheticCloudsData(
-        clouds, np.asarray(t.masks, np.uint8), t.index, model="blurred mask", model_sha256=MODEL_SHA, seed=7))
+        clouds, masks, tau, index, model="blurred mask", model_sha256=MODEL_SHA, seed=7))
 
 
 UPSTREAM = [*dg.load_assets_from_modules([ingest, scenes, tiles]), synthetic_clouds_stand_in]
@@ -107,22 +116,22 @@ def test_composites_materialize_with_checks_passing(env):
         md = materializations(result)["composites"]
         n = len(np.load(env.root / "synthetic_clouds" / key / "masks.npy"))
         assert md["count"].value == n > 0
-        assert 0.35 <= md["mean_opacity"].value <= 1.0
+        assert 0.0 < md["mean_opacity"].value <= 1.0 and md["shadows"].value is True
         assert md["mean_brightness_change_inside"].value > 0
         assert "data:image/png;base64," in md["preview"].value
         checks = check_results(result)
         assert set(checks) == {f"composites:{c.check_key.name}" for c in COMPOSITE_CHECKS}
         assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
         summary = json.loads((env.root / "composites" / key / "composites.json").read_text())
-        assert summary["model_sha256"] == MODEL_SHA and summary["blend"] == "alpha"
+        assert summary["model_sha256"] == MODEL_SHA and summary["blend"] == "render"
 
 
 def test_training_set_pairs_up_exactly(env):
     dest = env.root / "training_set"
     numbers = training_set.read(env.root).numbers()
     total = sum(len(np.load(env.root / "composites" / k / "masks.npy")) for k in env.keys)
-    assert numbers["images"] == numbers["masks"] == numbers["clouds"] == numbers["surface"] == \
-        numbers["manifest"] == list(range(1, total + 1))
+    assert numbers["images"] == numbers["masks"] == numbers["shadows"] == numbers["clouds"] == \
+        numbers["surface"] == numbers["manifest"] == list(range(1, total + 1))
     rows = training_set.read(env.root).manifest
     assert {r["product"] for r in rows} == set(env.keys)
     assert {r["model_sha256"] for r in rows} == {MODEL_SHA}
@@ -136,11 +145,12 @@ def test_training_set_pairs_up_exactly(env):
         image = np.asarray(Image.open(dest / "images" / f"{n:05d}.png"))
         surface = np.asarray(Image.open(dest / "surface" / f"{n:05d}.png"))
         mask = np.asarray(Image.open(dest / "masks" / f"{n:05d}.png"))
-        assert set(np.unique(mask).tolist()) <= {0, 255}
-        clear = mask == 0
+        shadow = np.asarray(Image.open(dest / "shadows" / f"{n:05d}.png"))
+        assert set(np.unique(mask).tolist()) <= {0, 255} and set(np.unique(shadow).tolist()) <= {0, 255}
+        clear = (mask == 0) & (shadow == 0)
         assert np.array_equal(image[clear], surface[clear]), f"pair {n}: a clear pixel differs from the surface"
-        changed_inside += int(np.count_nonzero(np.any(image != surface, axis=-1) & ~clear))
-        cloudy += int(np.count_nonzero(~clear))
+        changed_inside += int(np.count_nonzero(np.any(image != surface, axis=-1) & (mask == 255)))
+        cloudy += int(np.count_nonzero(mask == 255))
     assert changed_inside / cloudy > 0.95
 
 
@@ -164,17 +174,18 @@ def test_training_set_zip_metadata_and_checks(env):
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
 
 
-def test_quality_report_alpha_beats_original_blend(env):
+def test_quality_report_compares_with_the_original_blend(env):
     md = materializations(env.results["training_set"])["quality_report"]
     report = json.loads((env.root / "quality_report" / "report.json").read_text())
     assert (env.root / "quality_report" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    a, o = report["alpha"], report["original"]
-    print(f"\ndetector IoU alpha {a['detector_iou']:.3f} vs original {o['detector_iou']:.3f}; per tile "
+    a, o = report["composite"], report["original"]
+    print(f"\ndetector IoU composite {a['detector_iou']:.3f} vs original {o['detector_iou']:.3f}; per tile "
           f"{a['detector_iou_per_tile']:.3f} vs {o['detector_iou_per_tile']:.3f}; |change| outside "
-          f"{a['brightness_outside_abs']:.2f} vs {o['brightness_outside_abs']:.2f} DN; pairs {report['n_pairs']}")
-    assert a["detector_iou"] > o["detector_iou"]
+          f"{a['brightness_outside_abs']:.2f} vs {o['brightness_outside_abs']:.2f} DN; pairs {report['n_pairs']}; "
+          f"realism {report['realism']['composite']}")
     assert a["brightness_outside_abs"] == 0.0 < o["brightness_outside_abs"]
-    assert md["alpha_detector_iou"].value == pytest.approx(a["detector_iou"], abs=1e-6)
+    assert report["generator"] == "gan" and report["realism"]["composite"]["source"] == "bands"
+    assert md["composite_detector_iou"].value == pytest.approx(a["detector_iou"], abs=1e-6)
     assert "| detector IoU (set Otsu) |" in md["table"].value
     assert "| cloud cover | pairs |" in md["cover_histogram"].value
     assert "data:image/png;base64," in md["preview"].value
@@ -263,7 +274,7 @@ def test_empty_partition_is_valid_and_empty_pool_is_an_error(env, tmp_path):
     key = env.keys[0]
     made = synthetic_clouds.read(root, key)
     synthetic_clouds.write(root, key, synthetic_clouds.SyntheticCloudsData(
-        made.clouds[:0], made.masks[:0], [], model=made.model, model_sha256=made.model_sha256))
+        made.clouds[:0], made.masks[:0], made.tau[:0], [], model=made.model, model_sha256=made.model_sha256))
     # no surface tile at all: zero clouds are still fine ...
     surface_tiles.write(root, surface_tiles.read(root).images[:0], [])
     result = env.run(dg.AssetSelection.assets("composites"), partition_key=key, root=root)

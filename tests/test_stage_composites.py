@@ -1,4 +1,4 @@
-"""The composites stage called directly, without Dagster: mask-exact blending, read/write, errors."""
+"""The composites stage called directly, without Dagster: mask-exact rendering, read/write, errors."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def test_composite_keeps_every_clear_pixel_of_its_surface(tmp_path):
     result = composites.build(tmp_path, "A")
     data = composites.read(tmp_path, "A")
     cloudy = data.masks.astype(bool)
-    assert np.array_equal(data.images[~cloudy], data.surfaces[~cloudy])
+    clear = ~cloudy & (data.shadows == 0)
+    assert np.array_equal(data.images[clear], data.surfaces[clear])
     assert (data.images[cloudy] != data.surfaces[cloudy]).any(axis=-1).mean() > 0.95
-    assert check_outside_mask_unchanged(data.images, data.surfaces, data.masks).passed
+    assert check_outside_mask_unchanged(data.images, data.surfaces, data.masks, data.shadows).passed
     assert check_composites_aligned(data.images, data.masks, data.clouds, data.surfaces,
                                     [r["tile"] for r in data.index]).passed
     assert check_composites_sane(data.images, data.clouds, data.surfaces).passed
@@ -38,12 +39,18 @@ def test_composite_keeps_every_clear_pixel_of_its_surface(tmp_path):
     assert [r["surface_product"] for r in data.index][:2] == ["B", "B"]
     summary = json.loads((tmp_path / "composites" / "A" / "composites.json").read_text())
     assert summary["assignment_seed"] == composites.derived_seed(0, "A") and summary["model_sha256"] == MODEL_SHA
+    assert summary["blend"] == "render" and summary["shadows"] is True and summary["generator"] == "gan"
     assert summary == dataclasses.asdict(data.summary) and data.summary.clouds_seed == 3
     assert result.summary == data.summary
     f = result.figures()
     assert f["count"] == 4 and f["surfaces_used"] == 4 and f["mean_brightness_change_inside"] > 0
-    assert 0.35 <= f["mean_opacity"] <= 1.0 and f["index"] == tmp_path / "composites" / "A" / "index.csv"
-    assert result.preview().caption == "mask | cloud | surface | composite"
+    assert 0.0 < f["mean_opacity"] <= 1.0 and f["index"] == tmp_path / "composites" / "A" / "index.csv"
+    assert result.preview().caption == "mask | cloud | surface | composite | shadow"
+    # the surface bands and flags are the pool's, the geometry the surface tile's
+    for r, bands, flags in zip(data.index, data.surface_bands, data.surface_flags):
+        np.testing.assert_array_equal(bands, pool.bands[r["surface"]])
+        np.testing.assert_array_equal(flags, pool.flags[r["surface"]])
+        assert r["solar_zenith"] == pool.index[r["surface"]]["solar_zenith"] and r["bands_source"] == "product"
     np.testing.assert_allclose(cover_percent(data.masks), [100 * r["cloud_fraction"] for r in data.index], atol=1e-4)
 
 
@@ -56,7 +63,7 @@ def test_derived_seed_is_sha256_of_seed_and_key():
 
 def test_composite_refuses_unknown_blend_and_empty_pool(tmp_path):
     write_clouds(tmp_path, "A", 2, seed=0)
-    surface_tiles.build(tmp_path, surface_tiles.SurfaceTilesConfig(tile_size=SIZE))
+    surface_tiles.write(tmp_path, np.zeros((0, SIZE, SIZE, 3), np.uint8), [])
     with pytest.raises(ValidationError, match="blend must be one of"):
         composites.build(tmp_path, "A", composites.CompositesConfig(blend="screen"))
     with pytest.raises(CloudGANError, match="is empty: no cloud-free surface tile to place the 2 cloud tile"):
@@ -65,10 +72,10 @@ def test_composite_refuses_unknown_blend_and_empty_pool(tmp_path):
 
 
 def test_composites_config_checks_its_settings():
-    for values, text in (({"min_opacity": 0.9, "max_opacity": 0.5}, "min_opacity must be <= max_opacity"),
-                         ({"max_opacity": 1.5}, "max_opacity must be within [0, 1]"),
-                         ({"whiten": -0.1}, "whiten must be within [0, 1]"),
-                         ({"gamma": 0.0}, "gamma must be a finite number > 0")):
+    for values, text in (({"blend": "alpha"}, "blend must be one of"),
+                         ({"min_opacity": 0.35}, "min_opacity: removed with the 8-bit alpha blend"),
+                         ({"whiten": 0.5, "gamma": 1.0}, "gamma, whiten: removed"),
+                         ({"shadow": False}, "Extra inputs are not permitted")):
         with pytest.raises(ValidationError) as err:
             composites.CompositesConfig(**values)
         assert text in str(err.value)

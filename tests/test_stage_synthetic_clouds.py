@@ -44,8 +44,11 @@ def test_clouds_for_the_masks_in_the_cover_range(tmp_path, checkpoint):
     assert f["tiles"] == 3 and f["cover_range"] == "(10, 95] %" and f["device"] == "cpu" and f["batch_size"] == 2
     assert f["tiles_per_second"] > 0 and result.notes == ()
     saved = json.loads((tmp_path / "synthetic_clouds" / "P" / "clouds.json").read_text())
-    assert saved == {k: v for k, v in f.items() if v is not None}
-    assert result.preview().caption == "mask | synthetic cloud"
+    assert saved == {"generator": "gan", "model": "latest_net_G_B.pth", "model_sha256": file_digest(checkpoint),
+                     "tiles": 3, "cover_range": "(10, 95] %", "top_height_km": 2.0, "mean_tau": f["mean_tau"],
+                     "gan_antialias": True}  # no timings, no device: the same bytes on every executor
+    assert result.preview().caption == "mask | synthetic cloud (gan)"
+    assert np.array_equal(data.tau > 0, data.masks == 1) and f["mean_tau"] > 0
     wide = synthetic_clouds.build(tmp_path, "P", synthetic_clouds.SyntheticCloudsConfig(min_cover=0, max_cover=100),
                                   model=load_generator(checkpoint), model_sha256="x", device="cpu")
     assert wide.tiles == 6  # [0, 100]: from 0 the range holds 0 too
@@ -74,11 +77,16 @@ def test_read_checks_the_folder(tmp_path, checkpoint):
     with pytest.raises(CloudGANError, match=r"masks\.npy: shape \(1, 16, 16\) does not match"):
         synthetic_clouds.read(tmp_path, "P")
     save_npy(folder / "masks.npy", masks)
+    tau = np.load(folder / "tau.npy")
+    save_npy(folder / "tau.npy", np.where(masks == 1, 0.0, tau).astype(np.float32))
+    with pytest.raises(CloudGANError, match=r"tau\.npy: tau must be finite, > 0 inside the mask and 0 outside"):
+        synthetic_clouds.read(tmp_path, "P")
+    save_npy(folder / "tau.npy", tau)
     (folder / "clouds.json").write_text(json.dumps({"model": "m"}))
     with pytest.raises(CloudGANError, match="no model_sha256"):
         synthetic_clouds.read(tmp_path, "P")
     (folder / "index.csv").unlink()
-    with pytest.raises(CloudGANError, match=r"index\.csv: missing; materialize synthetic_clouds for P first"):
+    with pytest.raises(CloudGANError, match=r"index\.csv: missing; materialize synthetic_clouds for P again"):
         synthetic_clouds.read(tmp_path, "P")
 
 

@@ -12,33 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 from PIL import Image
 from pydantic import ValidationError
 
 from cloudgan_core.atomic import MissingInputError
-from cloudgan_core.composite import composite
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.export import split_by_product
 from cloudgan_core.stages import training_set
 from cloudgan_core.stages.training_set import TrainingPair
 from cloudgan_core.validation import check_training_set_aligned
-from tests.stage_helpers import MODEL_SHA, SIZE, composites_of, pool_of_two
+from tests.stage_helpers import MODEL_SHA, SIZE, composites_of, make_pairs, pool_of_two, provenance
 
 SHA = "ab" * 32
-
-
-def make_pairs(n: int = 6, size: int = 16, seed: int = 0) -> list[TrainingPair]:
-    rng = np.random.default_rng(seed)
-    surface = rng.integers(10, 120, (n, size, size, 3), dtype=np.uint8)
-    clouds = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    masks = (rng.random((n, size, size)) < np.linspace(0.05, 0.95, n)[:, None, None]).astype(np.uint8)
-    images = composite(surface, clouds, masks)
-    products = [f"S3A_P{k % 3}" for k in range(n)]
-    splits = split_by_product(products, seed=1)
-    return [TrainingPair(image=images[k], mask=masks[k], cloud=clouds[k], surface=surface[k], product=products[k],
-                         row=16 * k, col=32, cloud_fraction=float(masks[k].mean()), surface_source=f"S3B_SURF:{k}:0",
-                         split=splits[products[k]])
-            for k in range(n)]
 
 
 # --------------------------------------------------------------------------- write / read (the layout)
@@ -47,11 +32,11 @@ def make_pairs(n: int = 6, size: int = 16, seed: int = 0) -> list[TrainingPair]:
 def test_layout_manifest_card_and_zip(tmp_path: Path) -> None:
     pairs = make_pairs()
     dest = tmp_path / "training_set"
-    summary = training_set.write(tmp_path, pairs, model_sha256=SHA, seed=7, blend="alpha",
-                                 extra_card={"min_opacity": 0.35})
+    summary = training_set.write(tmp_path, pairs, provenance=provenance(7),
+                                 extra_card={"shadows": True})
     assert summary.path == dest
     names = [f"{k:05d}.png" for k in range(1, 7)]
-    for folder in ("images", "masks", "clouds", "surface"):
+    for folder in ("images", "masks", "shadows", "clouds", "surface"):
         assert sorted(p.name for p in (dest / folder).iterdir()) == names
     mask_png = np.asarray(Image.open(dest / "masks" / "00001.png"))
     assert mask_png.ndim == 2 and set(np.unique(mask_png)) <= {0, 255}
@@ -68,11 +53,15 @@ def test_layout_manifest_card_and_zip(tmp_path: Path) -> None:
         "row": 16,
         "col": 32,
         "cloud_fraction": round(pairs[1].cloud_fraction, 6),
+        "shadow_fraction": round(float(pairs[1].shadow.mean()), 6),
         "surface_source": "S3B_SURF:1:0",
+        "bands_source": "product",
         "split": pairs[1].split,
+        "generator": "gan",
         "model_sha256": SHA,
         "seed": 7,
-        "blend": "alpha",
+        "blend": "render",
+        "shadows": True,
     }
 
     assert summary.count == 6
@@ -87,7 +76,7 @@ def test_layout_manifest_card_and_zip(tmp_path: Path) -> None:
     assert summary.zip_path == dest / "training_set.zip"
 
     card = (dest / "README.md").read_text()
-    assert "pairs: 6" in card and SHA in card and "min_opacity: 0.35" in card
+    assert "pairs: 6" in card and SHA in card and "- shadows: true" in card and "- shadows: on" in card
     assert "| [90 %, 100 %] |" in card and "| train |" in card
 
     with zipfile.ZipFile(summary.zip_path) as zf:
@@ -99,10 +88,12 @@ def test_layout_manifest_card_and_zip(tmp_path: Path) -> None:
         assert {n.split("/")[0] for n in listed if "/" in n} == {
             "images",
             "masks",
+            "shadows",
             "clouds",
             "surface",
         }
-        assert len(listed) == 4 * 6 + 2
+        assert {"train.nc", "val.nc", "test.nc"} <= set(listed)
+        assert len(listed) == 5 * 6 + 2 + 3
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos)
         assert all((i.external_attr >> 16) & 0o777 == 0o644 for i in infos)
         assert zf.read("masks/00004.png") == (dest / "masks" / "00004.png").read_bytes()
@@ -112,17 +103,17 @@ def test_layout_manifest_card_and_zip(tmp_path: Path) -> None:
 
 def test_same_inputs_same_bytes(tmp_path: Path) -> None:
     pairs = make_pairs(seed=3)
-    a = training_set.write(tmp_path / "a", pairs, model_sha256=SHA, seed=1, blend="alpha")
-    b = training_set.write(tmp_path / "b", iter(pairs), model_sha256=SHA, seed=1, blend="alpha")
+    a = training_set.write(tmp_path / "a", pairs, provenance=provenance(1))
+    b = training_set.write(tmp_path / "b", iter(pairs), provenance=provenance(1))
     assert a.zip_path.read_bytes() == b.zip_path.read_bytes()
     assert a.zip_sha256 == b.zip_sha256
-    c = training_set.write(tmp_path / "c", pairs, model_sha256=SHA, seed=2, blend="alpha")
+    c = training_set.write(tmp_path / "c", pairs, provenance=provenance(2))
     assert c.zip_sha256 != a.zip_sha256  # the seed is part of the manifest
 
 
 def test_read_back_round_trip(tmp_path: Path) -> None:
     pairs = make_pairs(seed=5)
-    training_set.write(tmp_path, pairs, model_sha256=SHA, seed=0, blend="alpha")
+    training_set.write(tmp_path, pairs, provenance=provenance(0))
     data = training_set.read(tmp_path)
     images, masks, rows = data.arrays("images"), data.arrays("masks"), data.manifest
     assert images.shape == (6, 16, 16, 3) and masks.shape == (6, 16, 16)
@@ -133,7 +124,12 @@ def test_read_back_round_trip(tmp_path: Path) -> None:
     assert np.array_equal(surfaces, np.stack([p.surface for p in pairs]))
     assert np.array_equal(clouds, np.stack([p.cloud for p in pairs]))
     idx = data.numbers()
-    assert set(idx) == {"images", "masks", "clouds", "surface", "manifest"}
+    assert set(idx) == {"images", "masks", "shadows", "clouds", "surface", "manifest"}
+    assert np.array_equal(data.arrays("shadows"), np.stack([p.shadow for p in pairs]))
+    nc = data.netcdf(["bands", "surface", "snow_mask"])
+    assert np.array_equal(nc["bands"], np.stack([p.bands for p in pairs]))
+    assert np.array_equal(nc["surface"], np.stack([p.surface_bands for p in pairs]))
+    assert np.array_equal(nc["snow_mask"], np.stack([p.snow for p in pairs]))
     assert all(v == list(range(1, 7)) for v in idx.values())
     stored = data.stored("masks", idx["masks"])
     assert np.array_equal(stored[0], pairs[0].mask * 255)  # as stored: 0/255
@@ -141,7 +137,7 @@ def test_read_back_round_trip(tmp_path: Path) -> None:
 
 def test_read_reports_missing_and_bad_masks(tmp_path: Path) -> None:
     dest = tmp_path / "training_set"
-    training_set.write(tmp_path, make_pairs(n=3), model_sha256=SHA, seed=0, blend="alpha")
+    training_set.write(tmp_path, make_pairs(n=3), provenance=provenance(0))
     good_mask = (dest / "masks" / "00002.png").read_bytes()
     Image.fromarray(np.full((16, 16), 7, np.uint8)).save(dest / "masks" / "00002.png")
     with pytest.raises(CloudGANError, match="00002.png.*0 or 255"):
@@ -159,7 +155,7 @@ def test_read_reports_missing_and_bad_masks(tmp_path: Path) -> None:
 
 def test_a_manifest_line_naming_another_file_is_refused(tmp_path: Path) -> None:
     """A hostile manifest must not make the reader open a file outside the set."""
-    training_set.write(tmp_path, make_pairs(n=2), model_sha256=SHA, seed=0, blend="alpha")
+    training_set.write(tmp_path, make_pairs(n=2), provenance=provenance(0))
     manifest = tmp_path / "training_set" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     rows[1]["file"] = "../../../etc/passwd"
@@ -173,7 +169,7 @@ def test_a_manifest_line_naming_another_file_is_refused(tmp_path: Path) -> None:
 
 def test_crash_midway_keeps_previous_set(tmp_path: Path) -> None:
     dest = tmp_path / "training_set"
-    old = training_set.write(tmp_path, make_pairs(n=4, seed=1), model_sha256=SHA, seed=0, blend="alpha")
+    old = training_set.write(tmp_path, make_pairs(n=4, seed=1), provenance=provenance(0))
     old_zip = old.zip_path.read_bytes()
     old_files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
 
@@ -184,7 +180,7 @@ def test_crash_midway_keeps_previous_set(tmp_path: Path) -> None:
             yield pair
 
     with pytest.raises(RuntimeError, match="generator died"):
-        training_set.write(tmp_path, exploding(), model_sha256=SHA, seed=0, blend="alpha")
+        training_set.write(tmp_path, exploding(), provenance=provenance(0))
     assert (dest / "training_set.zip").read_bytes() == old_zip
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == old_files
     assert [p.name for p in tmp_path.iterdir()] == ["training_set"]  # no temporary folder left behind
@@ -192,8 +188,8 @@ def test_crash_midway_keeps_previous_set(tmp_path: Path) -> None:
 
 def test_rewrite_replaces_whole_set(tmp_path: Path) -> None:
     dest = tmp_path / "training_set"
-    training_set.write(tmp_path, make_pairs(n=6), model_sha256=SHA, seed=0, blend="alpha")
-    new = training_set.write(tmp_path, make_pairs(n=2), model_sha256=SHA, seed=0, blend="alpha")
+    training_set.write(tmp_path, make_pairs(n=6), provenance=provenance(0))
+    new = training_set.write(tmp_path, make_pairs(n=2), provenance=provenance(0))
     assert new.count == 2
     assert sorted(p.name for p in (dest / "images").iterdir()) == ["00001.png", "00002.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["training_set"]
@@ -204,19 +200,27 @@ def test_invalid_pairs_rejected(tmp_path: Path) -> None:
     other_split = "test" if good[0].split != "test" else "train"
     bad_split = [good[0], replace(good[1], product=good[0].product, split=other_split)]
     with pytest.raises(CloudGANError, match="one split"):
-        training_set.write(tmp_path / "a", bad_split, model_sha256=SHA, seed=0, blend="alpha")
+        training_set.write(tmp_path / "a", bad_split, provenance=provenance(0))
     bad_mask = [replace(good[0], mask=good[0].mask * 255)]
     with pytest.raises(CloudGANError, match="pair 1"):
-        training_set.write(tmp_path / "b", bad_mask, model_sha256=SHA, seed=0, blend="alpha")
+        training_set.write(tmp_path / "b", bad_mask, provenance=provenance(0))
     bad_size = [good[0], replace(good[1], image=good[1].image[:8])]
     with pytest.raises(CloudGANError, match="pair 2"):
-        training_set.write(tmp_path / "c", bad_size, model_sha256=SHA, seed=0, blend="alpha")
-    assert all(not any(p.iterdir()) for p in tmp_path.iterdir())  # nothing left in a, b or c
+        training_set.write(tmp_path / "c", bad_size, provenance=provenance(0))
+    overlap = [replace(good[0], shadow=good[0].mask)]
+    with pytest.raises(CloudGANError, match=r"pair 1 \(.*\): a pixel is both cloud and shadow"):
+        training_set.write(tmp_path / "d", overlap, provenance=provenance(0))
+    no_bands = [replace(good[0], bands=good[0].bands[:3])]
+    with pytest.raises(CloudGANError, match=r"pair 1 \(.*\): bands must be a \(9, H, W\) array"):
+        training_set.write(tmp_path / "e", no_bands, provenance=provenance(0))
+    assert all(not any(p.iterdir()) for p in tmp_path.iterdir())  # nothing left in a, b, c, d or e
 
 
 def test_empty_set_is_written(tmp_path: Path) -> None:
-    summary = training_set.write(tmp_path, [], model_sha256=SHA, seed=0, blend="alpha")
+    summary = training_set.write(tmp_path, [], provenance=provenance(0))
     assert summary.count == 0 and summary.tile_shape is None
+    with xr.open_dataset(tmp_path / "training_set" / "val.nc") as ds:
+        assert ds.sizes["pair"] == 0 and ds.attrs["split"] == "val"
     data = training_set.read(tmp_path)
     assert data.arrays("images").shape[0] == 0 and data.arrays("masks").shape[0] == 0 and data.manifest == []
 
@@ -282,7 +286,7 @@ def test_training_set_refuses_partitions_with_different_blends(tmp_path):
     pool_of_two(tmp_path)
     composites_of(tmp_path, {"A": 2})
     composites_of(tmp_path, {"B": 2}, CompositesConfig(blend="original"))
-    with pytest.raises(CloudGANError, match=r"differ in blend \(\"alpha\": A; \"original\": B\)"):
+    with pytest.raises(CloudGANError, match=r"differ in blend \(\"original\": B; \"render\": A\)"):
         training_set.build(tmp_path, products=["A", "B"])
     assert not (tmp_path / "training_set").exists()
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloudgan_core.composite import composite
+from cloudgan_core.composite import original_blend
 from cloudgan_core.cover import CoverRange
 from cloudgan_core.stages import training_set
-from cloudgan_core.stages.training_set import TrainingPair
 from cloudgan_core.validation import (
     CheckOutcome,
     check_aligned,
@@ -21,6 +20,7 @@ from cloudgan_core.validation import (
     check_outside_mask_unchanged,
     check_tiles_sane,
 )
+from tests.stage_helpers import make_pairs, provenance
 
 
 @pytest.fixture()
@@ -33,7 +33,7 @@ def good_set():
     for k in range(n):  # a square blob per tile, growing cover
         r = 4 + k
         masks[k, 2 : 2 + r, 3 : 3 + r] = 1
-    images = composite(surface, clouds, masks)
+    images = np.where(masks[..., None] == 1, 255 - surface // 4, surface)  # mask-exact, every cloud pixel changed
     return images, surface, clouds, masks
 
 
@@ -73,31 +73,16 @@ def test_aligned_broken(good_set) -> None:
     _json_ok(out)
 
 
-def test_aligned_on_written_set(tmp_path: Path, good_set) -> None:
-    images, surface, clouds, masks = good_set
-    pairs = [
-        TrainingPair(
-            images[k],
-            masks[k],
-            clouds[k],
-            surface[k],
-            "P",
-            0,
-            32 * k,
-            float(masks[k].mean()),
-            "S",
-            "train",
-        )
-        for k in range(12)
-    ]
-    training_set.write(tmp_path, pairs, model_sha256="0" * 64, seed=0, blend="alpha")
+def test_aligned_on_written_set(tmp_path: Path) -> None:
+    pairs = make_pairs(n=12)
+    training_set.write(tmp_path, pairs, provenance=provenance(0))
     data = training_set.read(tmp_path)
     img, msk = data.arrays("images"), data.arrays("masks")
     idx = data.numbers()
     out = check_aligned(img, msk, index=idx["images"], mask_index=idx["masks"])
     assert out.passed, out.description
     surf_back = data.arrays("surface")
-    assert check_outside_mask_unchanged(img, surf_back, msk).passed
+    assert check_outside_mask_unchanged(img, surf_back, msk, data.arrays("shadows")).passed
     (tmp_path / "training_set" / "masks" / "00007.png").unlink()  # broken set: one mask missing
     idx = data.numbers()
     out = check_aligned(img, msk, index=idx["images"], mask_index=idx["masks"])
@@ -129,7 +114,7 @@ def test_outside_unchanged_one_pixel_breaks_it(good_set) -> None:
 
 def test_outside_unchanged_fails_on_original_blend(good_set) -> None:
     _, surface, clouds, masks = good_set
-    original = composite(surface, clouds, masks, blend="original")
+    original = original_blend(surface, clouds)
     out = check_outside_mask_unchanged(original, surface, masks)
     assert not out.passed and out.metadata["differing_pixels"] > 1000
 
@@ -138,6 +123,22 @@ def test_outside_unchanged_shape_mismatch_fails(good_set) -> None:
     images, surface, _, masks = good_set
     assert not check_outside_mask_unchanged(images[:-1], surface, masks).passed
     assert not check_outside_mask_unchanged(images, surface, masks[:, :8]).passed
+    out = check_outside_mask_unchanged(images, surface, masks, masks[:, :8])
+    assert not out.passed and "shadow masks" in out.description
+
+
+def test_outside_unchanged_leaves_the_shadow_out(good_set) -> None:
+    images, surface, _, masks = good_set
+    shadows = np.zeros_like(masks)
+    shadows[:, -4:, :] = (masks[:, -4:, :] == 0)  # a band of shadow on clear pixels
+    darker = images.copy()
+    darker[shadows == 1] //= 2
+    assert not check_outside_mask_unchanged(darker, surface, masks).passed  # the cloud mask alone: differs
+    out = check_outside_mask_unchanged(darker, surface, masks, shadows)
+    assert out.passed and out.metadata["clear_pixels"] == int(((masks == 0) & (shadows == 0)).sum())
+    darker[0, 0, 0, 0] ^= 1  # ... but a clear pixel outside both is still caught
+    assert (masks[0, 0, 0], shadows[0, 0, 0]) == (0, 0)
+    assert not check_outside_mask_unchanged(darker, surface, masks, shadows).passed
 
 
 # --------------------------------------------------------------------------- inside changed

@@ -24,19 +24,22 @@ GPU_TAGS = {**GPU_K8S_TAGS, "dagster-celery/queue": "gpu"}
 
 
 class SyntheticCloudsConfig(dg.Config, clouds_stage.SyntheticCloudsConfig):
-    """Which mask tiles become clouds (cover in percent)."""
+    """Which mask tiles become clouds (cover in percent), and the generator (gan or procedural)."""
 
 
 @dg.asset(partitions_def=products_partitions, group_name="clouds", deps=["sorted_tiles"], kinds={"pytorch"},
           pool="gpu", op_tags=GPU_TAGS,
-          description="CycleGAN G_B turns each mask tile into a synthetic cloud tile (one pass per tile, batched, "
-                      "on the device the TorchDevice resource names).")
+          description="Each mask tile becomes a cloud: optical thickness tau.npy + top height, and clouds.npy as a "
+                      "picture. generator 'gan' (default): CycleGAN G_B (batched, on the TorchDevice resource's "
+                      "device), its S3 brightness inverted to tau; 'procedural': a seeded fractal cloud.")
 @guarded
 def synthetic_clouds(context: dg.AssetExecutionContext, config: SyntheticCloudsConfig, storage: CloudGANStorage,
                      torch_device: TorchDevice, generator: GeneratorModel) -> dg.MaterializeResult:
+    gan = config.generator == "gan"
     result = clouds_stage.build(
-        storage.root_path, context.partition_key, config, model=generator.model, model_name=generator.path.name,
-        model_sha256=generator.sha256, device=torch_device.device, batch_size=torch_device.effective_batch_size(),
+        storage.root_path, context.partition_key, config, model=generator.model if gan else None,
+        model_name=generator.path.name if gan else "", model_sha256=generator.sha256 if gan else "",
+        device=torch_device.device, batch_size=torch_device.effective_batch_size(),
         precision=torch_device.precision, num_threads=torch_device.num_threads,
         progress=lambda done, total: context.log.debug(f"{done}/{total} tiles"))
     return dg.MaterializeResult(metadata=stage_metadata(result, context))

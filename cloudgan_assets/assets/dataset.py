@@ -45,9 +45,10 @@ class CompositesConfig(dg.Config, composites_stage.CompositesConfig):
 
 @dg.asset(partitions_def=products_partitions, group_name="dataset", deps=["synthetic_clouds", "surface_tiles"],
           kinds={"numpy"},
-          description="Generated clouds laid over surface tiles with a per-pixel opacity; clear pixels stay "
-                      "byte-identical to the surface, so the mask is exact. images/masks/clouds/surfaces.npy + "
-                      "index.csv (with the surface source) + composites.json.")
+          description="Clouds rendered in all nine bands over surface tiles with the surface's sun and view angles, "
+                      "with their shadows; outside cloud and shadow every pixel stays byte-identical to the surface, "
+                      "so the masks are exact. images/masks/shadows/clouds/surfaces.npy, bands/surface_bands.npy + "
+                      "index.csv (surface source, angles) + composites.json.")
 @guarded
 def composites(context: dg.AssetExecutionContext, config: CompositesConfig,
                storage: CloudGANStorage) -> dg.MaterializeResult:
@@ -60,9 +61,10 @@ class TrainingSetConfig(dg.Config, training_stage.TrainingSetConfig):
 
 
 @dg.asset(group_name="dataset", deps=["composites"], kinds={"python"},
-          description="The export users train on: images/, masks/ (0/255), clouds/, surface/ (one number per pair), "
-                      "manifest.jsonl, README.md and training_set.zip, from all composite partitions; split by "
-                      "product; deterministic; replaced atomically.")
+          description="The export users train on: images/, masks/, shadows/ (0/255), clouds/, surface/ (one number "
+                      "per pair), train/val/test.nc (nine bands, masks; xarray), manifest.jsonl, README.md and "
+                      "training_set.zip, from all composite partitions; split by product; deterministic; replaced "
+                      "atomically.")
 @guarded
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
                  storage: CloudGANStorage) -> dg.MaterializeResult:
@@ -72,9 +74,9 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
 
 
 @dg.asset(group_name="dataset", deps=["training_set"], kinds={"python"},
-          description="Detector IoU (brightness threshold vs mask) and brightness change inside/outside the mask for "
-                      "the training set's alpha composites and for the original 50 % blend on the same inputs, plus "
-                      "the cover histogram. report.json + report.png.")
+          description="Realism figures (texture, checkerboard, edge opacity, bright-and-cold, S5/S3 over cloud vs "
+                      "snow), detector IoU and brightness change for the training set's composites and for the "
+                      "original 50 % blend on the same inputs, plus the cover histogram. report.json + report.png.")
 @guarded
 def quality_report(context: dg.AssetExecutionContext, storage: CloudGANStorage) -> dg.MaterializeResult:
     result = quality_stage.build(storage.root_path)

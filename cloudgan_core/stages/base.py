@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from cloudgan_core.atomic import recover_folders
+from cloudgan_core.digests import new_digest
 from cloudgan_core.storage import asset_dir
 
 
@@ -63,3 +64,11 @@ def stored_partitions(root: Path, asset: str, keys: Iterable[str]) -> list[str]:
     checks the folder's files)."""
     recover_folders(asset_dir(root, asset))
     return sorted({k for k in keys if asset_dir(root, asset, k).is_dir()})
+
+
+def derived_seed(seed: int, key: str) -> int:
+    """A per-partition seed: the first 8 bytes of ``sha256("<seed>:<key>")`` as a big-endian integer
+    (the cloud generator and the surface assignment of each product draw from their own stream)."""
+    digest = new_digest("sha256")
+    digest.update(f"{seed}:{key}".encode())
+    return int(digest.hexdigest()[:16], 16)

@@ -1,11 +1,17 @@
-"""The ``quality_report`` stage: how the training set's composites compare with the original blend.
+"""The ``quality_report`` stage: how realistic the training set's composites are, next to the original blend.
 
 Files (``<root>/quality_report/``):
 
-- ``report.json``: :class:`cloudgan_core.quality.QualityReport` as JSON (``n_pairs``, ``alpha`` and
-  ``original`` figures, ``iou_gain``, ``iou_gain_per_tile``, ``cover_histogram`` in percent) plus
-  ``zip_sha256``, the SHA-256 of the ``training_set.zip`` it describes;
-- ``report.png``: the figures as a bar chart (:func:`cloudgan_core.quality.report_plot_png`).
+- ``report.json``: :class:`cloudgan_core.quality.QualityReport` as JSON (``n_pairs``,
+  ``generator``, the detector and brightness figures of the ``composite`` and of the ``original``
+  50 % blend of the same clouds and surfaces, ``iou_gain``, ``iou_gain_per_tile``,
+  ``cover_histogram`` in percent, the ``realism`` figures of both with ``realism_pairs`` and
+  ``targets_met``) plus ``zip_sha256``, the SHA-256 of the ``training_set.zip`` it describes;
+- ``report.png``: bar charts and the realism table (:func:`cloudgan_core.quality.report_plot_png`).
+
+The realism figures (:func:`cloudgan_core.realism.realism_figures`) are computed on the bands of
+the split netCDF files, with the surfaces' snow/ice flag as the snow mask, on the first
+:data:`~cloudgan_core.quality.MAX_REALISM_PAIRS` pairs.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import numpy as np
 from cloudgan_core.atomic import atomic_dir, require_inputs, write_bytes, write_text
 from cloudgan_core.cover import histogram_markdown
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.quality import BlendFigures, QualityReport, quality_report, report_plot_png
+from cloudgan_core.quality import (MAX_REALISM_PAIRS, REALISM_TARGETS, BlendFigures, QualityReport, quality_report,
+                                   report_plot_png)
 from cloudgan_core.stages import training_set
 from cloudgan_core.stages.base import Markdown, Preview
 from cloudgan_core.storage import asset_dir
@@ -51,18 +58,22 @@ class QualityReportResult:
     notes: tuple[str, ...] = ()
 
     def figures(self) -> dict[str, object]:
-        a, o = self.report.alpha, self.report.original
-        return {"pairs": self.report.n_pairs, "alpha_detector_iou": a.detector_iou,
-                "original_detector_iou": o.detector_iou, "iou_gain": self.report.iou_gain,
-                "iou_gain_per_tile": self.report.iou_gain_per_tile,
-                "alpha_brightness_outside_abs": a.brightness_outside_abs,
-                "original_brightness_outside_abs": o.brightness_outside_abs, "zip_sha256": self.zip_sha256,
+        r = self.report
+        a, o = r.composite, r.original
+        realism = {f"{which}_{name}": value for which, figures in r.realism.items()
+                   for name, value in figures.items() if name in REALISM_TARGETS}
+        return {"pairs": r.n_pairs, "generator": r.generator, "composite_detector_iou": a.detector_iou,
+                "original_detector_iou": o.detector_iou, "iou_gain": r.iou_gain,
+                "iou_gain_per_tile": r.iou_gain_per_tile,
+                "composite_brightness_outside_abs": a.brightness_outside_abs,
+                "original_brightness_outside_abs": o.brightness_outside_abs, **realism,
+                "realism_pairs": r.realism_pairs, "targets_met": dict(r.targets_met), "zip_sha256": self.zip_sha256,
                 "table": Markdown(self.report.table_markdown()),
                 "cover_histogram": Markdown(histogram_markdown(self.report.cover_histogram)),
                 "report": self.path / REPORT_JSON, "report_png": self.path / REPORT_PNG}
 
     def preview(self) -> Preview | None:
-        return Preview(self.plot, "detector IoU, brightness change, cover histogram", 720)
+        return Preview(self.plot, "detector IoU, brightness change, cover histogram, realism figures", 720)
 
 
 def folder(root: Path) -> Path:
@@ -96,9 +107,12 @@ def read(root: Path) -> QualityReportData:
         raw = json.loads((path / REPORT_JSON).read_text(encoding="utf-8"))
         blend = {f.name for f in fields(BlendFigures)}
         report = QualityReport(
-            n_pairs=int(raw["n_pairs"]), alpha=BlendFigures(**{k: raw["alpha"][k] for k in blend}),
+            n_pairs=int(raw["n_pairs"]), generator=str(raw["generator"]),
+            composite=BlendFigures(**{k: raw["composite"][k] for k in blend}),
             original=BlendFigures(**{k: raw["original"][k] for k in blend}), iou_gain=float(raw["iou_gain"]),
-            iou_gain_per_tile=float(raw["iou_gain_per_tile"]), cover_histogram=dict(raw["cover_histogram"]))
+            iou_gain_per_tile=float(raw["iou_gain_per_tile"]), cover_histogram=dict(raw["cover_histogram"]),
+            realism={k: dict(v) for k, v in raw["realism"].items()}, realism_pairs=int(raw["realism_pairs"]),
+            targets_met=dict(raw["targets_met"]))
         return QualityReportData(report, str(raw["zip_sha256"]), (path / REPORT_PNG).read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise CloudGANError(f"{path}: not a quality report ({type(exc).__name__}: {exc}); materialize "
@@ -106,12 +120,13 @@ def read(root: Path) -> QualityReportData:
 
 
 def build(root: Path) -> QualityReportResult:
-    """Quality figures of the training set (see :func:`cloudgan_core.quality.quality_report`).
+    """Quality and realism figures of the training set (see :func:`cloudgan_core.quality.quality_report`).
 
-    Detector IoU (brightness threshold vs mask) and brightness change inside/outside the mask
-    (digital numbers) for the set's composites and for the original 50 % blend of the same clouds
-    and surfaces, plus the cover histogram and the SHA-256 of ``training_set.zip``. A note warns
-    when the alpha composite does not beat the original blend on detector IoU.
+    Detector IoU (brightness threshold vs mask), brightness change inside the mask and outside
+    cloud and shadow (digital numbers) and the realism figures, for the set's composites and for
+    the original 50 % blend of the same clouds and surfaces, plus the cover histogram and the
+    SHA-256 of ``training_set.zip``. Notes say when the composite does not beat the original blend
+    on detector IoU and which realism targets it misses.
 
     Raises
     ------
@@ -124,13 +139,20 @@ def build(root: Path) -> QualityReportResult:
 
     data = training_set.read(root)
     cover = np.array([100.0 * float(r["cloud_fraction"]) for r in data.manifest], dtype=np.float64)
+    generators = sorted({str(r.get("generator", "")) for r in data.manifest})
+    nc = data.netcdf(("bands", "surface", "snow_mask"), limit=MAX_REALISM_PAIRS) if data.manifest else {}
     report = quality_report(data.arrays("images"), data.arrays("surface"), data.arrays("clouds"),
-                            data.arrays("masks"), cover=cover)
+                            data.arrays("masks"), cover=cover, shadows=data.arrays("shadows"),
+                            bands=nc.get("bands"), surface_bands=nc.get("surface"), snow=nc.get("snow_mask"),
+                            generator=", ".join(generators))
     zip_sha256 = data.zip_sha256()
     path = write(root, report, zip_sha256)
     plot = np.asarray(Image.open(io.BytesIO((path / REPORT_PNG).read_bytes())).convert("RGB"))
-    a, o = report.alpha, report.original
-    notes = () if report.iou_gain > 0 else (
-        f"the alpha composite does not beat the original blend on detector IoU ({a.detector_iou:.3f} vs "
+    a, o = report.composite, report.original
+    notes: tuple[str, ...] = () if report.iou_gain > 0 else (
+        f"the composite does not beat the original blend on detector IoU ({a.detector_iou:.3f} vs "
         f"{o.detector_iou:.3f})",)
+    missed = [name for name, met in report.targets_met.items() if met is False]
+    if missed:
+        notes += (f"realism targets missed: {', '.join(missed)} (see the table)",)
     return QualityReportResult(path, report, zip_sha256, plot, notes)

@@ -77,6 +77,8 @@ class SurfaceTilesData:
 
     images: np.ndarray
     index: list[dict]
+    bands: np.ndarray | None = None
+    flags: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,13 @@ def write(root: Path, images: np.ndarray, index: list[dict]) -> Path:
 
 def _parse(row: dict[str, str], where: Path) -> dict:
     try:
+        extra = {k: (float(row[k]) if k != "bands_source" else row[k]) for k in
+                 ("solar_zenith", "solar_azimuth", "view_zenith", "view_azimuth", "snow_fraction", "bands_source")
+                 if row.get(k) not in (None, "")}
         return {"surface": int(row["surface"]), "source": row["source"], "product": row["product"],
                 "row": int(row["row"]), "col": int(row["col"]),
                 "land_fraction": float(row["land_fraction"]) if row["land_fraction"] != "" else None,
-                "mean_brightness": float(row["mean_brightness"])}
+                "mean_brightness": float(row["mean_brightness"]), **extra}
     except (KeyError, TypeError, ValueError) as exc:
         raise CloudGANError(f"{where}: unreadable row {row!r} ({exc}); materialize surface_tiles again") from None
 
@@ -167,7 +172,9 @@ def read(root: Path) -> SurfaceTilesData:
     images = np.load(path / IMAGES_FILE, mmap_mode="r")
     if len(index) != len(images):
         raise CloudGANError(f"{path}: index.csv has {len(index)} rows for {len(images)} tiles")
-    return SurfaceTilesData(images, index)
+    bands, flags = (np.load(path / f, mmap_mode="r") if (path / f).is_file() else None
+                    for f in ("bands.npy", "flags.npy"))
+    return SurfaceTilesData(images, index, bands, flags)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
 """The ``training_set`` stage: the export users train on, from every composites partition.
 
-Files (``<root>/training_set/``; the original CloudGAN's layout plus provenance)::
+Files (``<root>/training_set/``; the original CloudGAN's layout plus shadows, bands and provenance)::
 
-    images/00001.png    composite (RGB)
+    images/00001.png    composite, false colour (RGB: R = (S3+S5)/2, G = S3, B = (S3+S1)/2)
     masks/00001.png     cloud mask, 0 = clear, 255 = cloud (greyscale)
-    clouds/00001.png    the generated cloud behind images/00001.png
+    shadows/00001.png   cloud-shadow mask, 0 = none, 255 = shadow on a clear pixel (greyscale)
+    clouds/00001.png    the cloud behind images/00001.png as a picture (generator output)
     surface/00001.png   the exact surface behind images/00001.png
+    train.nc, val.nc, test.nc
+                        the nine bands of each split's composites and surfaces with the cloud,
+                        shadow and snow masks (:class:`cloudgan_core.export.SplitNetCDF`; open with
+                        ``xarray.open_dataset``)
     manifest.jsonl      one JSON line per pair (index, file, product, row, col, cloud_fraction 0..1,
-                        surface_source, split, model_sha256, seed, blend)
-    README.md           card: counts, splits, cover histogram, provenance
+                        shadow_fraction, surface_source, bands_source, split, generator,
+                        model_sha256, seed, blend, shadows)
+    README.md           card: files, netCDF variables, counts, splits, cover histogram, provenance
     training_set.zip    all of the above except itself
 
 One number names a pair across all four folders. Numbers are zero-padded to five digits
@@ -33,20 +39,27 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cloudgan_core.atomic import atomic_dir, require_inputs
+from cloudgan_core.clouds import BANDS
 from cloudgan_core.cover import CoverFields, cover_histogram, histogram_markdown
 from cloudgan_core.digests import file_digest
 from cloudgan_core.errors import CloudGANError
-from cloudgan_core.export import SPLITS, select_pairs, split_by_product
+from cloudgan_core.export import SPLITS, SplitNetCDF, select_pairs, split_by_product
 from cloudgan_core.preview import grid
 from cloudgan_core.settings import MAX_COVER_BINS, check_count, check_fraction, check_split_fractions
+from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 from cloudgan_core.stages import composites
 from cloudgan_core.stages.base import Markdown, Preview
 from cloudgan_core.storage import asset_dir
 
 NAME = "training_set"
 #: Folder → the :class:`TrainingPair` field it holds, one PNG per pair.
-PAIR_FOLDERS: dict[str, str] = {"images": "image", "masks": "mask", "clouds": "cloud", "surface": "surface"}
+PAIR_FOLDERS: dict[str, str] = {"images": "image", "masks": "mask", "shadows": "shadow", "clouds": "cloud",
+                                 "surface": "surface"}
+#: The folders holding 0/1 masks (stored as 0/255 greyscale PNGs).
+MASK_FOLDERS = ("masks", "shadows")
 MANIFEST_NAME = "manifest.jsonl"
+#: The netCDF file of each split.
+NETCDF_NAMES: dict[str, str] = {split: f"{split}.nc" for split in SPLITS}
 CARD_NAME = "README.md"
 ZIP_NAME = "training_set.zip"
 PNG_COMPRESS_LEVEL = 6
@@ -101,10 +114,16 @@ class TrainingPair:
         ``uint8 (H, W, 3)`` composite.
     mask
         ``uint8 (H, W)`` cloud mask, 1 = cloud, 0 = clear.
+    shadow
+        ``uint8 (H, W)`` cloud-shadow mask, 1 = shadow (on a clear pixel).
     cloud
-        ``uint8 (H, W, 3)`` generated cloud.
+        ``uint8 (H, W, 3)`` the cloud as a picture.
     surface
         ``uint8 (H, W, 3)`` surface tile behind the composite.
+    bands, surface_bands
+        ``float32 (9, H, W)`` the composite's and the surface's bands (S1-S6 reflectance, S7-S9 K).
+    snow
+        ``uint8 (H, W)`` the surface's snow/ice flag, 1 = snow or ice.
     product
         Product id the mask (and cloud) comes from.
     row, col
@@ -119,13 +138,18 @@ class TrainingPair:
 
     image: np.ndarray
     mask: np.ndarray
+    shadow: np.ndarray
     cloud: np.ndarray
     surface: np.ndarray
+    bands: np.ndarray
+    surface_bands: np.ndarray
+    snow: np.ndarray
     product: str
     row: int
     col: int
     cloud_fraction: float
     surface_source: str
+    bands_source: str = "product"
     split: str = "train"
 
 
@@ -174,6 +198,8 @@ class TrainingSetResult:
     partitions: int
     model_sha256: str | None
     blend: str | None
+    generator: str | None = None
+    shadows: bool | None = None
     sample: tuple[tuple[np.ndarray, ...], ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -186,6 +212,7 @@ class TrainingSetResult:
         s = self.summary
         return {"count": s.count, "candidates": self.candidates, "partitions": self.partitions,
                 "zip_sha256": s.zip_sha256, "model_sha256": self.model_sha256, "blend": self.blend,
+                "generator": self.generator, "shadows": self.shadows,
                 **{f"{split}_pairs": s.split_counts[split] for split in SPLITS},
                 "zip": s.zip_path, "split_products": s.split_products,
                 "cover_histogram": Markdown(histogram_markdown(s.histogram))}
@@ -193,7 +220,8 @@ class TrainingSetResult:
     def preview(self) -> Preview | None:
         if not self.sample:
             return None
-        return Preview(grid([list(row) for row in self.sample], 96), "mask | cloud | surface | composite (first pairs)")
+        return Preview(grid([list(row) for row in self.sample], 96),
+                       "mask | cloud | surface | composite | shadow (first pairs)")
 
 
 def folder(root: Path) -> Path:
@@ -221,14 +249,24 @@ def _check_pair(pair: TrainingPair, number: int, tile_shape: tuple[int, int] | N
         if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             got = getattr(arr, "dtype", type(arr).__name__), getattr(arr, "shape", None)
             raise CloudGANError(f"{where}: {name} must be a uint8 (H, W, 3) array, got {got}")
+    for name in ("mask", "shadow", "snow"):
+        mask = getattr(pair, name)
+        if not isinstance(mask, np.ndarray) or mask.ndim != 2:
+            raise CloudGANError(f"{where}: {name} must be an (H, W) array, got {getattr(mask, 'shape', None)}")
+        if ((mask != 0) & (mask != 1)).any():
+            raise CloudGANError(f"{where}: {name} values must be 0 or 1")
     mask = pair.mask
-    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
-        raise CloudGANError(f"{where}: mask must be an (H, W) array, got {getattr(mask, 'shape', None)}")
-    if ((mask != 0) & (mask != 1)).any():
-        raise CloudGANError(f"{where}: mask values must be 0 (clear) or 1 (cloud)")
-    shapes = {pair.image.shape[:2], pair.cloud.shape[:2], pair.surface.shape[:2], mask.shape}
+    if (pair.mask.astype(bool) & pair.shadow.astype(bool)).any():
+        raise CloudGANError(f"{where}: a pixel is both cloud and shadow")
+    shapes = {pair.image.shape[:2], pair.cloud.shape[:2], pair.surface.shape[:2], mask.shape, pair.shadow.shape,
+              pair.snow.shape}
     if len(shapes) != 1:
-        raise CloudGANError(f"{where}: image, mask, cloud and surface differ in size: {sorted(shapes)}")
+        raise CloudGANError(f"{where}: image, masks, cloud and surface differ in size: {sorted(shapes)}")
+    for name in ("bands", "surface_bands"):
+        arr = getattr(pair, name)
+        if not isinstance(arr, np.ndarray) or arr.shape != (len(BANDS), *mask.shape):
+            raise CloudGANError(f"{where}: {name} must be a ({len(BANDS)}, H, W) array, "
+                                f"got {getattr(arr, 'shape', None)}")
     if tile_shape is not None and mask.shape != tile_shape:
         raise CloudGANError(f"{where}: tile size {mask.shape} differs from the set's {tile_shape}")
     if pair.split not in SPLITS:
@@ -237,19 +275,78 @@ def _check_pair(pair: TrainingPair, number: int, tile_shape: tuple[int, int] | N
         raise CloudGANError(f"{where}: cloud_fraction must be within 0..1, got {pair.cloud_fraction}")
 
 
-def _card(summary: TrainingSetSummary, model_sha256: str, seed: int, blend: str, extra_card: Mapping | None) -> str:
+@dataclass(frozen=True)
+class Provenance:
+    """What made the set's pairs (recorded in every manifest line, the card and the netCDF)."""
+
+    generator: str
+    model_sha256: str
+    seed: int
+    blend: str
+    shadows: bool
+
+
+_CARD_FILES = """\
+## Files
+
+One number names a pair across all folders: `images/N.png` pairs with `masks/N.png`.
+
+| file | what |
+|---|---|
+| `images/N.png` | the composite in false colour (RGB: R = (S3+S5)/2, G = S3, B = (S3+S1)/2, 8 bit) |
+| `masks/N.png` | cloud mask: 0 = clear, 255 = cloud |
+| `shadows/N.png` | cloud-shadow mask: 0 = none, 255 = shadow on a clear pixel (never also cloud) |
+| `clouds/N.png` | the cloud alone as a picture (the GAN's output, or the procedural cloud over black) |
+| `surface/N.png` | the exact clear surface behind the composite |
+| `train.nc`, `val.nc`, `test.nc` | all nine bands of each split (below) |
+| `manifest.jsonl` | one JSON line per pair: `index`, `file`, `product`, `row`, `col`, `cloud_fraction` (0..1), `shadow_fraction`, `surface_source`, `bands_source` (`product`, or `rgb` for a user image whose bands are approximated from its colours), `split`, `generator`, `model_sha256`, `seed`, `blend`, `shadows` |
+
+Outside cloud ∪ shadow every pixel of `images/N.png` equals `surface/N.png` byte for byte, and
+every band value in the netCDF equals the surface's: the masks are exact.
+
+## netCDF (one file per split)
+
+```python
+import xarray as xr
+ds = xr.open_dataset("train.nc")        # engine h5netcdf (netCDF-4 / HDF5)
+ds.bands.sel(band="S8", pair=12)        # brightness temperature of pair 12, K
+```
+
+| variable | dims | type | meaning |
+|---|---|---|---|
+| `bands` | pair, band, y, x | float32 | the composite: S1-S6 top-of-atmosphere reflectance (units `1`), S7-S9 brightness temperature (`K`); NaN = no value |
+| `surface` | pair, band, y, x | float32 | the clear surface behind it, same units |
+| `cloud_mask` | pair, y, x | uint8 | 1 = cloud |
+| `shadow_mask` | pair, y, x | uint8 | 1 = cloud shadow on a clear pixel |
+| `snow_mask` | pair, y, x | uint8 | 1 = the surface pixel is flagged snow or ice |
+| `pair` | pair | int32 | the pair number (the PNGs' `N`) |
+| `band` | band | str | S1 ... S9 (0.555, 0.659, 0.865, 1.375, 1.61, 2.25, 3.74, 10.85, 12.0 µm: `wavelength_um`) |
+| `band_units` | band | str | `1` (reflectance) for S1-S6, `K` for S7-S9 |
+| `product` | pair | str | the Sentinel-3 product the cloud mask comes from |
+| `surface_source` | pair | str | where the surface comes from (`<product>:<row>:<col>` or `user:<file>:<row>:<col>`) |
+
+Global attributes: `generator` (`gan` or `procedural`), `model_sha256`, `blend`, `shadows`
+(1 = cloud shadows cast, 0 = off), `split`.
+
+Clouds are an optical-thickness field τ(x, y) with a cloud-top height, rendered over the surface's
+nine bands with the surface tile's sun and view angles: S1-S6 through a two-stream cloud layer over
+the surface, S7-S9 as a grey layer at the cloud-top temperature (lapse rate from the surface), the
+shadow projected along the sun azimuth at the cloud-top height (`cloudgan_core.clouds`).
+"""
+
+
+def _card(summary: TrainingSetSummary, provenance: Provenance, extra_card: Mapping | None) -> str:
     tile = f"{summary.tile_shape[0]} x {summary.tile_shape[1]} px" if summary.tile_shape else "n/a"
     lines = ["# CloudGAN training set", "",
-             "Synthetic cloudy images with exact cloud masks: generated clouds laid over cloud-free",
-             "surface tiles. `images/N.png` pairs with `masks/N.png` (0 = clear, 255 = cloud);",
-             "`clouds/N.png` and `surface/N.png` are the generated cloud and the surface behind it.",
-             "`manifest.jsonl` has one line per pair.", "",
+             "Synthetic cloudy images with exact cloud and shadow masks: clouds rendered in all nine SLSTR",
+             "bands over cloud-free surface tiles.", "", _CARD_FILES,
              "## Counts", "", f"- pairs: {summary.count}", f"- tile size: {tile}", "",
              "| split | pairs | products |", "|---|---:|---:|"]
     lines += [f"| {s} | {summary.split_counts[s]} | {len(summary.split_products[s])} |" for s in SPLITS]
     lines += ["", "No product appears in two splits.", "", "## Cloud cover", "", histogram_markdown(summary.histogram),
-              "", "## Provenance", "", f"- generator model SHA-256: `{model_sha256}`", f"- seed: {seed}",
-              f"- blend: {blend}"]
+              "", "## Provenance", "", f"- generator: {provenance.generator}",
+              f"- generator model SHA-256: `{provenance.model_sha256}`", f"- seed: {provenance.seed}",
+              f"- blend: {provenance.blend}", f"- shadows: {'on' if provenance.shadows else 'off'}"]
     for key in sorted(extra_card or {}):
         lines.append(f"- {key}: {json.dumps((extra_card or {})[key], sort_keys=True, default=str)}")
     lines += ["", "## Products per split", ""]
@@ -262,19 +359,19 @@ def _card(summary: TrainingSetSummary, model_sha256: str, seed: int, blend: str,
 def _write_zip(base: Path, zip_path: Path, names: list[str]) -> None:
     """Deterministic zip of ``names`` (relative to ``base``): sorted, fixed time and permissions.
 
-    PNG entries are stored (they are compressed already), text entries deflated at level 6.
+    PNG and netCDF entries are stored (they are compressed already), text entries deflated at level 6.
     """
     with zipfile.ZipFile(zip_path, "w") as zf:
         for name in sorted(names):
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
-            png = name.endswith(".png")
-            info.compress_type = zipfile.ZIP_STORED if png else zipfile.ZIP_DEFLATED
+            packed = name.endswith((".png", ".nc"))
+            info.compress_type = zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, whatever machine writes it
             info.external_attr = (0o100644 & 0xFFFF) << 16
-            zf.writestr(info, (base / name).read_bytes(), compresslevel=None if png else 6)
+            zf.writestr(info, (base / name).read_bytes(), compresslevel=None if packed else 6)
 
 
-def write(root: Path, pairs: Iterable[TrainingPair], *, model_sha256: str, seed: int, blend: str,
+def write(root: Path, pairs: Iterable[TrainingPair], *, provenance: Provenance,
           extra_card: Mapping[str, Any] | None = None) -> TrainingSetSummary:
     """Write the training set, replacing any previous set atomically.
 
@@ -288,12 +385,9 @@ def write(root: Path, pairs: Iterable[TrainingPair], *, model_sha256: str, seed:
         Storage root (the set goes to ``<root>/training_set``).
     pairs
         The pairs, in order (any iterable; consumed once, one pair in memory at a time).
-    model_sha256
-        SHA-256 of the generator weights that made the clouds (recorded per pair).
-    seed
-        The pipeline seed (recorded per pair).
-    blend
-        The composite blend (``"alpha"`` or ``"original"``), recorded per pair.
+    provenance
+        Generator, its model's SHA-256, the pipeline seed, the blend and whether shadows are on
+        (recorded per pair, in the card and in the netCDF attributes).
     extra_card
         More ``key: value`` lines for the README card (e.g. composite settings). Values must be
         JSON-serialisable (others are written with ``str``).
@@ -305,41 +399,61 @@ def write(root: Path, pairs: Iterable[TrainingPair], *, model_sha256: str, seed:
     product_split: dict[str, str] = {}
     cover: list[float] = []
     tile_shape: tuple[int, int] | None = None
+    p = provenance
+    attrs = {"generator": p.generator, "model_sha256": p.model_sha256, "blend": p.blend,
+             "shadows": np.int8(bool(p.shadows))}
+    writers: dict[str, SplitNetCDF] = {}
     with atomic_dir(dest) as tmp:
-        for name in PAIR_FOLDERS:
-            (tmp / name).mkdir()
-        manifest_lines: list[str] = []
-        names: list[str] = []
-        for pair in pairs:
-            count += 1
-            _check_pair(pair, count, tile_shape)
-            tile_shape = (int(pair.mask.shape[0]), int(pair.mask.shape[1]))
-            product = str(pair.product)
-            if product_split.setdefault(product, pair.split) != pair.split:
-                raise CloudGANError(f"training pair {count}: product {product} is in split {pair.split!r} but an "
-                                    f"earlier pair put it in {product_split[product]!r}; a product must stay in one "
-                                    "split")
-            file_name = f"{count:05d}.png"
-            for name, attribute in PAIR_FOLDERS.items():
-                array = getattr(pair, attribute)
-                if name == "masks":
-                    array = array.astype(np.uint8) * 255
-                (tmp / name / file_name).write_bytes(_png_bytes(array))
-                names.append(f"{name}/{file_name}")
-            row = {"index": count, "file": file_name, "product": product, "row": int(pair.row), "col": int(pair.col),
-                   "cloud_fraction": round(float(pair.cloud_fraction), 6), "surface_source": str(pair.surface_source),
-                   "split": pair.split, "model_sha256": model_sha256, "seed": int(seed), "blend": blend}
-            manifest_lines.append(json.dumps(row, sort_keys=True, separators=(",", ":")))
-            split_counts[pair.split] += 1
-            split_sets[pair.split].add(product)
-            cover.append(100.0 * float(pair.cloud_fraction))
+        try:
+            for name in PAIR_FOLDERS:
+                (tmp / name).mkdir()
+            manifest_lines: list[str] = []
+            names: list[str] = []
+            for pair in pairs:
+                count += 1
+                _check_pair(pair, count, tile_shape)
+                tile_shape = (int(pair.mask.shape[0]), int(pair.mask.shape[1]))
+                product = str(pair.product)
+                if product_split.setdefault(product, pair.split) != pair.split:
+                    raise CloudGANError(f"training pair {count}: product {product} is in split {pair.split!r} but "
+                                        f"an earlier pair put it in {product_split[product]!r}; a product must stay "
+                                        "in one split")
+                file_name = f"{count:05d}.png"
+                for name, attribute in PAIR_FOLDERS.items():
+                    array = getattr(pair, attribute)
+                    if name in MASK_FOLDERS:
+                        array = array.astype(np.uint8) * 255
+                    (tmp / name / file_name).write_bytes(_png_bytes(array))
+                    names.append(f"{name}/{file_name}")
+                if pair.split not in writers:
+                    writers[pair.split] = SplitNetCDF(tmp / NETCDF_NAMES[pair.split], tile_shape,
+                                                      {**attrs, "split": pair.split})
+                writers[pair.split].append(count, product, str(pair.surface_source), pair.bands, pair.surface_bands,
+                                           pair.mask, pair.shadow, pair.snow)
+                row = {"index": count, "file": file_name, "product": product, "row": int(pair.row),
+                       "col": int(pair.col), "cloud_fraction": round(float(pair.cloud_fraction), 6),
+                       "shadow_fraction": round(float(pair.shadow.mean()), 6),
+                       "surface_source": str(pair.surface_source), "bands_source": str(pair.bands_source),
+                       "split": pair.split, "generator": p.generator, "model_sha256": p.model_sha256,
+                       "seed": int(p.seed), "blend": p.blend, "shadows": bool(p.shadows)}
+                manifest_lines.append(json.dumps(row, sort_keys=True, separators=(",", ":")))
+                split_counts[pair.split] += 1
+                split_sets[pair.split].add(product)
+                cover.append(100.0 * float(pair.cloud_fraction))
+            for split in SPLITS:  # every split has its file, an empty one too
+                if split not in writers:
+                    writers[split] = SplitNetCDF(tmp / NETCDF_NAMES[split], tile_shape or (0, 0),
+                                                 {**attrs, "split": split})
+        finally:
+            for w in writers.values():
+                w.close()
         summary = TrainingSetSummary(path=dest, count=count, split_counts=split_counts,
                                      split_products={s: sorted(split_sets[s]) for s in SPLITS},
                                      histogram=cover_histogram(cover), zip_path=dest / ZIP_NAME, zip_sha256="",
                                      tile_shape=tile_shape)
         (tmp / MANIFEST_NAME).write_text("".join(line + "\n" for line in manifest_lines), encoding="utf-8")
-        (tmp / CARD_NAME).write_text(_card(summary, model_sha256, seed, blend, extra_card), encoding="utf-8")
-        _write_zip(tmp, tmp / ZIP_NAME, names + [MANIFEST_NAME, CARD_NAME])
+        (tmp / CARD_NAME).write_text(_card(summary, provenance, extra_card), encoding="utf-8")
+        _write_zip(tmp, tmp / ZIP_NAME, names + [MANIFEST_NAME, CARD_NAME, *NETCDF_NAMES.values()])
         digest = file_digest(tmp / ZIP_NAME)
     return replace(summary, zip_sha256=digest)
 
@@ -416,9 +530,10 @@ class TrainingSetData:
 
         return [png(self.path / name / f"{k:05d}.png") for k in numbers]
 
-    def arrays(self, name: str) -> np.ndarray:
-        """One folder's PNGs in manifest order: ``uint8 (N, H, W, 3)`` for ``images``, ``clouds``
-        and ``surface``; ``uint8 (N, H, W)`` with 1 = cloud for ``masks`` (the 0/255 PNG / 255).
+    def arrays(self, name: str, limit: int | None = None) -> np.ndarray:
+        """One folder's PNGs in manifest order (the first ``limit`` pairs, or all): ``uint8
+        (N, H, W, 3)`` for ``images``, ``clouds`` and ``surface``; ``uint8 (N, H, W)`` with 1 = cloud
+        (shadow) for ``masks`` (``shadows``), the 0/255 PNG / 255.
 
         Raises
         ------
@@ -428,12 +543,12 @@ class TrainingSetData:
         """
         if name not in PAIR_FOLDERS:
             raise CloudGANError(f"{name!r} is not a folder of a training set ({', '.join(PAIR_FOLDERS)})")
-        channels = 1 if name == "masks" else 3
+        channels = 1 if name in MASK_FOLDERS else 3
         tiles = []
-        for row in self.manifest:
+        for row in self.manifest[:limit]:
             path = self.path / name / row["file"]
             tile = _read_png(path, channels)
-            if name == "masks":
+            if name in MASK_FOLDERS:
                 if ((tile != 0) & (tile != 255)).any():
                     raise CloudGANError(f"{path}: mask values must be 0 or 255")
                 tile = (tile // 255).astype(np.uint8)
@@ -444,6 +559,41 @@ class TrainingSetData:
         if len(shapes) != 1:
             raise CloudGANError(f"{self.path / name}: tiles differ in size: {sorted(shapes)}")
         return np.stack(tiles)
+
+    def netcdf(self, variables: Sequence[str], limit: int | None = None) -> dict[str, np.ndarray]:
+        """Variables of the split netCDF files (``bands``, ``surface``, ``cloud_mask``,
+        ``shadow_mask``, ``snow_mask``) for the first ``limit`` pairs of the manifest (or all), in
+        manifest order, stacked along the pair axis.
+
+        Raises
+        ------
+        CloudGANError
+            A split's file is missing or unreadable, or lacks a pair of the manifest.
+        """
+        import xarray as xr
+
+        rows = self.manifest[:limit]
+        out: dict[str, list[np.ndarray]] = {v: [None] * len(rows) for v in variables}  # type: ignore[list-item]
+        for split in SPLITS:
+            wanted = [(k, int(r["index"])) for k, r in enumerate(rows) if r.get("split") == split]
+            if not wanted:
+                continue
+            path = self.path / NETCDF_NAMES[split]
+            try:
+                with xr.open_dataset(path, engine="h5netcdf") as ds:
+                    position = {int(n): j for j, n in enumerate(ds["pair"].values)}
+                    missing = [n for _, n in wanted if n not in position]
+                    if missing:
+                        raise CloudGANError(f"{path}: no pair {missing[0]} (listed in the manifest)")
+                    take = [position[n] for _, n in wanted]
+                    for v in variables:
+                        values = ds[v].isel(pair=take).values
+                        for (k, _), arr in zip(wanted, values):
+                            out[v][k] = arr
+            except (OSError, KeyError, ValueError) as exc:
+                raise CloudGANError(f"{path}: cannot read ({type(exc).__name__}: {exc}); materialize training_set "
+                                    "again") from None
+        return {v: np.stack(arrs) if arrs else np.zeros((0,), np.float32) for v, arrs in out.items()}
 
 
 def read(root: Path) -> TrainingSetData:
@@ -522,13 +672,19 @@ def build(root: Path, config: TrainingSetConfig = TrainingSetConfig(), *,
     split = split_by_product(sorted({k for k, _ in picked}), seed=config.seed,
                              fractions=(config.train_fraction, config.val_fraction, config.test_fraction))
 
+    snow_bit = np.uint16(PIXEL_FLAG_BITS["snow"])
+
     def pairs() -> Iterator[TrainingPair]:
         for k, i in picked:
             p, r = parts[k], parts[k].index[i]
             yield TrainingPair(image=np.asarray(p.images[i]), mask=np.asarray(p.masks[i]),
-                               cloud=np.asarray(p.clouds[i]), surface=np.asarray(p.surfaces[i]),
+                               shadow=np.asarray(p.shadows[i]), cloud=np.asarray(p.clouds[i]),
+                               surface=np.asarray(p.surfaces[i]), bands=np.asarray(p.bands[i]),
+                               surface_bands=np.asarray(p.surface_bands[i]),
+                               snow=((np.asarray(p.surface_flags[i]) & snow_bit) != 0).view(np.uint8),
                                product=r["product"], row=r["row"], col=r["col"], cloud_fraction=r["cloud_fraction"],
-                               surface_source=r["surface_source"], split=split[k])
+                               surface_source=r["surface_source"], bands_source=str(r["bands_source"]),
+                               split=split[k])
 
     card = {"composite settings": settings,
             "selection": {"max_pairs": config.max_pairs, "cover_range": config.cover.label,
@@ -536,13 +692,16 @@ def build(root: Path, config: TrainingSetConfig = TrainingSetConfig(), *,
                           "split_fractions": [config.train_fraction, config.val_fraction, config.test_fraction]},
             "candidates": len(candidates),
             "generator seeds": {k: p.summary.clouds_seed for k, p in nonempty.items()}}
-    summary = write(root, pairs(), model_sha256=str(model_sha or ""), seed=config.seed, blend=str(blend or ""),
-                    extra_card=card)
-    sample = tuple(tuple(np.array(getattr(parts[k], a)[i]) for a in ("masks", "clouds", "surfaces", "images"))
+    shared = settings if isinstance(settings, dict) else {}
+    provenance = Provenance(generator=str(shared.get("generator", "")), model_sha256=str(model_sha or ""),
+                            seed=config.seed, blend=str(blend or ""), shadows=bool(shared.get("shadows", False)))
+    summary = write(root, pairs(), provenance=provenance, extra_card=card)
+    sample = tuple(tuple(np.array(getattr(parts[k], a)[i]) for a in ("masks", "clouds", "surfaces", "images", "shadows"))
                    for k, i in picked[:PREVIEW_ROWS])
     notes = () if picked else (f"the training set is empty: no composite pair in the cover range {config.cover.label}",)
     if config.max_cover <= 1.0:
         notes += (f"max_cover is {config.max_cover:g} %: min_cover and max_cover are percent (0..100), no longer "
                   "fractions (0..1)",)
     return TrainingSetResult(summary.path, summary, candidates=len(candidates), partitions=len(keys),
-                             model_sha256=model_sha, blend=blend, sample=sample, notes=notes)
+                             model_sha256=model_sha, blend=blend, generator=provenance.generator or None,
+                             shadows=shared.get("shadows"), sample=sample, notes=notes)
