@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cloudgan_core.clouds import BANDS, Geometry, shadow_shift_per_km
+from cloudgan_core.clouds import BANDS, Geometry, edge_taper, shadow_shift_per_km
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.stages import composites, quality_report, synthetic_clouds, training_set
 from cloudgan_core.validation import check_outside_mask_unchanged
@@ -88,13 +88,18 @@ def test_gan_clouds_are_inverted_to_tau_and_identical_between_runs(tmp_path):
     data = synthetic_clouds.read(tmp_path, "P")
     assert data.generator == "gan" and data.model_sha256 == "ab" * 32 and data.settings is None
     assert np.array_equal(data.tau > 0, data.masks == 1)
-    # brighter (anti-aliased) generated S3 → thicker cloud: the inversion is monotone
-    inside = data.masks == 1
+    # brighter (anti-aliased) generated S3 → thicker cloud: the inversion is monotone in the core ...
+    width = synthetic_clouds.SyntheticCloudsConfig().edge_width
+    taper = np.stack([edge_taper(m == 1, width) for m in data.masks])
+    inside = (data.masks == 1) & (taper == 1.0)
     g = np.stack([synthetic_clouds.antialias(c[..., 1].astype(np.float32) / np.float32(255.0), m == 1)
                   for c, m in zip(data.clouds, data.masks)])[inside]
     order = np.argsort(g, kind="stable")
     tau = np.asarray(data.tau)[inside][order]
     assert (np.diff(tau) >= -1e-4).mean() > 0.99 and np.corrcoef(g, np.asarray(data.tau)[inside])[0, 1] > 0.8
+    # ... and thin towards the mask edge: the 1-pixel ring holds a small share of the core's tau
+    ring = (data.masks == 1) & (taper > 0) & (taper < 0.05)
+    assert ring.any() and np.asarray(data.tau)[ring].mean() < 0.2 * np.asarray(data.tau)[inside].mean()
     with pytest.raises(CloudGANError, match="needs a generator model"):
         synthetic_clouds.build(tmp_path, "P")
 

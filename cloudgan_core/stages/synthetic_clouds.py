@@ -26,7 +26,9 @@ The generators (:mod:`cloudgan_core.clouds`):
   cos(pi f) sin(4 pi f) / (4 sin(pi f)) is 0 at the Nyquist (period 2) and half-Nyquist
   (period 4) frequencies and 1 at zero frequency (kept inside the mask only; the mask is kept).
   On the demo set with the bundled model it brings the Nyquist / half-Nyquist spike ratios of the
-  composites from 128 / 105 to 0.80 / 0.93 and moves the texture slope from -2.09 to -2.28;
+  composites from 128 / 105 to 0.80 / 0.93 and moves the texture slope from -2.09 to -2.28.
+  The generator draws its clouds opaque up to the mask's edge, so tau is then tapered towards the
+  edge over ``edge_width`` pixels like the procedural clouds' (:func:`thin_edges`);
 - ``procedural``: a seeded log-normal fractal field with thin edges
   (:func:`cloudgan_core.clouds.procedural_thickness`), one field per tile from one random stream
   per product (seed ``sha256("<seed>:<product>")``).
@@ -50,8 +52,8 @@ from pydantic import Field, model_validator
 from scipy.ndimage import correlate1d
 
 from cloudgan_core.atomic import atomic_dir, require_inputs, save_npy, write_text
-from cloudgan_core.clouds import (BANDS, REFLECTIVE, CloudField, CloudModelError, ProceduralClouds, false_color,
-                                  procedural_thickness, render, thickness_from_reflectance)
+from cloudgan_core.clouds import (BANDS, MIN_TAU, REFLECTIVE, CloudField, CloudModelError, ProceduralClouds,
+                                  edge_taper, false_color, procedural_thickness, render, thickness_from_reflectance)
 from cloudgan_core.composite import GEOMETRY_COLUMNS, tile_geometry
 from cloudgan_core.cover import CoverFields, CoverRange
 from cloudgan_core.digests import new_digest
@@ -92,7 +94,8 @@ class SyntheticCloudsConfig(CoverFields):
     mean_tau: float = Field(10.0, description="procedural: mean optical thickness of the cloud core (0.5-150)")
     tau_spread: float = Field(0.6, description="procedural: standard deviation of ln(tau) (0-2)")
     spectral_slope: float = Field(8.0 / 3.0, description="procedural: exponent of the 2-D power spectrum (1-5)")
-    edge_width: float = Field(8.0, description="procedural: pixels over which tau rises from the edge (0-128)")
+    edge_width: float = Field(8.0, description="both generators: pixels over which tau rises from the mask edge to "
+                                               "its full value (0-128; 0 = hard edges)")
     top_height_km: float = Field(2.0, description="cloud-top height, km (0-20), both generators")
     gan_antialias: bool = Field(True, description="gan: a [1, 2, 2, 2, 1]/8 filter on the generated S3 inside the "
                                                   "mask before the inversion (removes the period-2 and period-4 "
@@ -308,6 +311,18 @@ def antialias(reflectance: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, out, reflectance).astype(np.float32, copy=False)
 
 
+def thin_edges(tau: np.ndarray, mask: np.ndarray, edge_width: float) -> None:
+    """Taper a GAN cloud's tau in place towards the mask edge, as the procedural generator does:
+    ``tau = max(tau * S(d / edge_width), MIN_TAU)`` inside ``mask`` (``S`` the smoothstep of
+    :func:`cloudgan_core.clouds.edge_taper`, ``d`` the distance to the edge in pixels), 0 outside.
+
+    The generator draws its clouds opaque up to the mask's edge; a real cloud thins out there.
+    """
+    tau *= edge_taper(mask, edge_width)
+    np.maximum(tau, np.float32(MIN_TAU), out=tau, where=mask)
+    tau[~mask] = 0.0
+
+
 def picture(field: CloudField, geometry) -> np.ndarray:
     """The cloud in false colour over a black surface (reflectance 0, :data:`PICTURE_SURFACE_K`), no shadow."""
     h, w = field.tau.shape
@@ -385,6 +400,7 @@ def build(root: Path, key: str, config: SyntheticCloudsConfig = SyntheticCloudsC
                 refl = antialias(refl, masks[i] == 1)
             tau[i] = _tile(where, i, lambda: thickness_from_reflectance(
                 refl, geometries[i], mask=masks[i], top_height_km=height).tau)
+            thin_edges(tau[i], masks[i] == 1, config.edge_width)
     else:
         seed = config.seed
         procedural = config.procedural
@@ -405,6 +421,7 @@ def build(root: Path, key: str, config: SyntheticCloudsConfig = SyntheticCloudsC
     info = {"tiles": n, "cover_range": config.cover.label, "top_height_km": height, "mean_tau": mean_tau}
     if config.generator == "gan":
         info["gan_antialias"] = config.gan_antialias
+        info["edge_width"] = config.edge_width
     path = write(root, key, data, info)
     k = min(n, PREVIEW_ROWS)
     return SyntheticCloudsResult(path, n, config.cover, config.generator, name, sha, mean_tau,
