@@ -46,7 +46,7 @@ def test_clouds_for_the_masks_in_the_cover_range(tmp_path, checkpoint):
     saved = json.loads((tmp_path / "synthetic_clouds" / "P" / "clouds.json").read_text())
     assert saved == {"generator": "gan", "model": "latest_net_G_B.pth", "model_sha256": file_digest(checkpoint),
                      "tiles": 3, "cover_range": "(10, 95] %", "top_height_km": 2.0, "mean_tau": f["mean_tau"],
-                     "gan_antialias": True}  # no timings, no device: the same bytes on every executor
+                     "gan_antialias": True, "edge_width": 8.0}  # no timings, no device: the same bytes on every executor
     assert result.preview().caption == "mask | synthetic cloud (gan)"
     assert np.array_equal(data.tau > 0, data.masks == 1) and f["mean_tau"] > 0
     wide = synthetic_clouds.build(tmp_path, "P", synthetic_clouds.SyntheticCloudsConfig(min_cover=0, max_cover=100),
