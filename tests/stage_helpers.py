@@ -12,28 +12,41 @@ from pathlib import Path
 import numpy as np
 
 from cloudgan_core.stages import composites, surface_tiles, synthetic_clouds
+from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 from cloudgan_core.stages import sorted_tiles
 from cloudgan_core.tiles import Tiles
 
 SIZE = 16
 MODEL_SHA = hashlib.sha256(b"test generator").hexdigest()
+#: The mean angles of every stored test tile (degrees), and the flags of a clear daytime pixel.
+ANGLES = {"solar_zenith": 40.0, "solar_azimuth": 140.0, "view_zenith": 20.0, "view_azimuth": 100.0}
+CLEAR = PIXEL_FLAG_BITS["day"] | PIXEL_FLAG_BITS["sza_ok"] | PIXEL_FLAG_BITS["valid"] | PIXEL_FLAG_BITS["ocean"]
+
+
+def _bands(images: np.ndarray) -> np.ndarray:
+    """Nine bands of false-colour tiles: reflectances from the RGB, 280 K in S7-S9."""
+    return surface_tiles.approximate_bands(images, 280.0)
 
 
 def write_sorted(root: Path, key: str, land: list[float], *, gan_masks: np.ndarray | None = None,
                  size: int = SIZE, seed: int = 0) -> Path:
     """``sorted_tiles/<key>``: ``surface/`` with len(land) random textured tiles, ``gan_input/`` with
-    ``gan_masks`` (and their false colour: bright where cloud), and the full ``index.csv``."""
+    ``gan_masks`` (and their false colour: bright where cloud), each with bands, flags and
+    :data:`ANGLES`, and the full ``index.csv``."""
     rng = np.random.default_rng(seed)
     n = len(land)
     images = rng.integers(20, 120, size=(n, size, size, 3), dtype=np.uint8)
     index = [{"tile": i, "product": key, "row": i * size, "col": 2 * size, "size": size, "cloud_fraction": 0.0,
-              "land_fraction": lf} for i, lf in enumerate(land)]
-    surface = Tiles(images, np.zeros((n, size, size), np.uint8), index)
+              "land_fraction": lf, "snow_fraction": 0.0, **ANGLES} for i, lf in enumerate(land)]
+    surface = Tiles(images, np.zeros((n, size, size), np.uint8), index, bands=_bands(images),
+                    flags=np.full((n, size, size), CLEAR, np.uint16))
     masks = np.zeros((0, size, size), np.uint8) if gan_masks is None else gan_masks.astype(np.uint8)
     gan_images = np.where(masks[..., None] == 1, 220, 40).astype(np.uint8).repeat(3, axis=-1)
     gan_index = [{"tile": n + i, "product": key, "row": (n + i) * size, "col": 0, "size": size,
-                  "cloud_fraction": round(float(m.mean()), 6), "land_fraction": 0.0} for i, m in enumerate(masks)]
-    gan_input = Tiles(gan_images, masks, gan_index)
+                  "cloud_fraction": round(float(m.mean()), 6), "land_fraction": 0.0, "snow_fraction": 0.0, **ANGLES}
+                 for i, m in enumerate(masks)]
+    gan_input = Tiles(gan_images, masks, gan_index, bands=_bands(gan_images),
+                      flags=(CLEAR | masks.astype(np.uint16) * np.uint16(PIXEL_FLAG_BITS["cloud"])).astype(np.uint16))
     return sorted_tiles.write(root, key, sorted_tiles.SortedTilesData(index + gan_index, surface, gan_input))
 
 
