@@ -98,6 +98,23 @@ def _block_mean(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
     return view.sum(axis=(1, 3), dtype=np.int64).reshape(-1) / float(size * size)
 
 
+def tile_grid(shape: tuple[int, ...], size: int, product: str) -> tuple[int, int]:
+    """``(rows, columns)`` of ``size`` tiles that fit in a scene of ``shape`` (the ragged remainder
+    is dropped).
+
+    Raises
+    ------
+    SettingError
+        ``size`` is not a positive multiple of 4, or no tile fits in the scene of ``product``.
+    """
+    check_tile_size(size)
+    nr, nc = shape[0] // size, shape[1] // size
+    if nr == 0 or nc == 0:
+        raise SettingError(f"tile_size {size} is larger than the scene {shape[0]} x {shape[1]} of {product}: no "
+                           "tile fits")
+    return nr, nc
+
+
 def _tile_view(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
     """``plane`` (rows, cols, ...) seen as ``(nr, nc, size, size, ...)`` tiles (no copy)."""
     return plane[: nr * size, : nc * size].reshape(nr, size, nc, size, *plane.shape[2:]).swapaxes(1, 2)
@@ -148,11 +165,7 @@ def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = 
         raise ValueError(f"valid {valid.shape} and flags {flags.shape} differ in size")
     if bands is not None and (bands.ndim != 3 or bands.shape[1:] != flags.shape):
         raise ValueError(f"bands {bands.shape} are not (bands, rows, cols) of flags {flags.shape}")
-    check_tile_size(size)
-    nr, nc = flags.shape[0] // size, flags.shape[1] // size
-    if nr == 0 or nc == 0:
-        raise SettingError(f"tile_size {size} is larger than the scene {flags.shape[0]} x {flags.shape[1]} of "
-                           f"{product}: no tile fits")
+    nr, nc = tile_grid(flags.shape, size, product)
     n = nr * nc
     if angles is not None and any(len(angles[c]) != n for c in ANGLE_COLUMNS):
         raise ValueError(f"angles {[len(angles[c]) for c in ANGLE_COLUMNS]} do not give one value for each of {n} tiles")

@@ -43,7 +43,7 @@ from cloudgan_core.slstr.product import open_product
 from cloudgan_core.stages import false_color, masks, products
 from cloudgan_core.stages.base import Preview
 from cloudgan_core.storage import asset_dir
-from cloudgan_core.tiles import DEFAULT_TILE_SIZE, INDEX_COLUMNS, Tiles, check_tile_size, slice_tiles
+from cloudgan_core.tiles import DEFAULT_TILE_SIZE, INDEX_COLUMNS, Tiles, check_tile_size, slice_tiles, tile_grid
 
 NAME = "tiles"
 IMAGES, MASKS, INDEX = "images.npy", "masks.npy", "index.csv"
@@ -233,6 +233,7 @@ def build(root: Path, key: str, config: TilesConfig = TilesConfig()) -> TilesRes
     if visible.shape != flags.shape:
         raise ProductError(false_color.folder(root, key), f"valid.npy is {visible.shape} but the masks are "
                                                           f"{flags.shape}; materialize masks and false_color again")
+    tile_grid(flags.shape, config.tile_size, key)  # a tile size that does not fit fails before the product is read
     with open_product(products.read(root, key)) as product:
         with product.open_netcdf(FLAGS_FILE) as nc:
             grid = grid_attrs(nc.attrs, nc.label)
