@@ -19,7 +19,7 @@ from scipy.interpolate import RegularGridInterpolator
 from cloudgan_core.clouds import BANDS
 from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
-from cloudgan_core.slstr.geometry import grid_attrs, tile_angles
+from cloudgan_core.slstr.geometry import _tile_weights, grid_attrs, tile_angles
 from cloudgan_core.slstr.product import PIPELINE_FILES, RADIANCE_BANDS, THERMAL_BANDS, open_product
 from cloudgan_core.slstr.radiance import false_color as false_colour_of
 from cloudgan_core.slstr.thermal import brightness_temperature
@@ -183,8 +183,6 @@ def test_tile_angles_are_the_means_of_the_interpolated_tie_grid(chain):
 
 
 def test_azimuths_are_averaged_as_directions():
-    from cloudgan_core.slstr.geometry import _tile_weights  # noqa: PLC0415  (the weights behind tile_angles)
-
     # one tile spanning two tie rows of 350 and 10 deg: the mean direction is 0, the plain mean 180
     i0, w = np.zeros(4, np.int64), np.array([0.0, 0.25, 0.75, 1.0])
     a, touched = _tile_weights(i0, w, 1, 4, 2)
