@@ -1,14 +1,17 @@
 """Cut a scene into square tiles, measure each tile, sort tiles into cloud-cover bins.
 
-Tiles are kept as arrays (``images`` N x H x W x 3 uint8, ``masks`` N x H x W uint8 with 1 = cloud)
-next to an index (one row per tile, the keys of :data:`INDEX_COLUMNS`). How tiles are stored
-(``images.npy``, ``masks.npy``, ``index.csv``) is the business of :mod:`cloudgan_core.stages.tiles`.
+Tiles are kept as arrays (``images`` N x H x W x 3 uint8, ``masks`` N x H x W uint8 with 1 = cloud,
+optionally ``bands`` N x 9 x H x W float32 and ``flags`` N x H x W uint16) next to an index (one
+row per tile, the keys of :data:`INDEX_COLUMNS`). How tiles are stored (``images.npy``,
+``masks.npy``, ``bands.npy``, ``flags.npy``, ``index.csv``) is the business of
+:mod:`cloudgan_core.stages.tiles`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
@@ -20,8 +23,12 @@ from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 DEFAULT_TILE_SIZE = 256
 DEFAULT_BIN_EDGES: tuple[float, ...] = (0.0, 10.0, 95.0, 100.0)
 FRACTION_FLAGS = ("cloud", "valid", "day", "land", "snow")
+#: Mean angles of a tile, degrees (see :func:`cloudgan_core.slstr.geometry.tile_angles`).
+ANGLE_COLUMNS = ("solar_zenith", "solar_azimuth", "view_zenith", "view_azimuth")
 INDEX_COLUMNS = ("tile", "product", "row", "col", "size", "cloud_fraction", "valid_fraction", "day_fraction",
-                 "land_fraction", "snow_fraction", "bin", "surface_candidate", "gan_input")
+                 "land_fraction", "snow_fraction", *ANGLE_COLUMNS, "bin", "surface_candidate", "gan_input")
+#: Decimals the mean angles are kept to in the index (1e-4 deg).
+ANGLE_DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,10 @@ class Tiles:
     index
         One dict per tile with the keys of :data:`INDEX_COLUMNS` (those known so far).
     bands
-        Optional float32 (N, 9, H, W): S1-S6 reflectance, S7-S9 brightness temperature (K).
+        float32 (N, 9, H, W) in the order of :data:`cloudgan_core.clouds.BANDS`: S1-S6 TOA
+        reflectance, S7-S9 brightness temperature in K, NaN where invalid; None when not kept.
     flags
-        Optional uint16 (N, H, W): the masks stage's pixel flags.
+        uint16 (N, H, W) bits of :data:`cloudgan_core.slstr.flags.PIXEL_FLAGS`; None when not kept.
     """
 
     images: np.ndarray
@@ -55,8 +63,8 @@ class Tiles:
         """The tiles at positions ``rows``, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         return Tiles(self.images[rows], self.masks[rows], [self.index[i] for i in rows],
-                     None if self.bands is None else self.bands[rows],
-                     None if self.flags is None else self.flags[rows])
+                     bands=None if self.bands is None else self.bands[rows],
+                     flags=None if self.flags is None else self.flags[rows])
 
 
 def check_tile_size(size: int) -> int:
@@ -90,9 +98,39 @@ def _block_mean(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
     return view.sum(axis=(1, 3), dtype=np.int64).reshape(-1) / float(size * size)
 
 
+def tile_grid(shape: tuple[int, ...], size: int, product: str) -> tuple[int, int]:
+    """``(rows, columns)`` of ``size`` tiles that fit in a scene of ``shape`` (the ragged remainder
+    is dropped).
+
+    Raises
+    ------
+    SettingError
+        ``size`` is not a positive multiple of 4, or no tile fits in the scene of ``product``.
+    """
+    check_tile_size(size)
+    nr, nc = shape[0] // size, shape[1] // size
+    if nr == 0 or nc == 0:
+        raise SettingError(f"tile_size {size} is larger than the scene {shape[0]} x {shape[1]} of {product}: no "
+                           "tile fits")
+    return nr, nc
+
+
+def _tile_view(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
+    """``plane`` (rows, cols, ...) seen as ``(nr, nc, size, size, ...)`` tiles (no copy)."""
+    return plane[: nr * size, : nc * size].reshape(nr, size, nc, size, *plane.shape[2:]).swapaxes(1, 2)
+
+
+def _cut(plane: np.ndarray, size: int, nr: int, nc: int) -> np.ndarray:
+    """``(nr * nc, size, size, ...)`` tiles of ``plane`` (rows, cols, ...), row by row, in a new array."""
+    out = np.empty((nr * nc, size, size, *plane.shape[2:]), plane.dtype)
+    out.reshape(nr, nc, size, size, *plane.shape[2:])[...] = _tile_view(plane, size, nr, nc)
+    return out
+
+
 def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = DEFAULT_TILE_SIZE, *,
-                valid: np.ndarray | None = None) -> Tiles:
-    """Cut a false-colour image and its pixel flags into tiles.
+                valid: np.ndarray | None = None, bands: np.ndarray | None = None,
+                angles: dict[str, np.ndarray] | None = None) -> Tiles:
+    """Cut a false-colour image, its pixel flags and optionally its bands into tiles.
 
     Parameters
     ----------
@@ -108,6 +146,13 @@ def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = 
         Optional bool/uint8 (rows, cols): where the image itself is usable (finite reflectance in
         every band, the false-colour stage's ``valid.npy``). A pixel counts as valid in
         ``valid_fraction`` only when both its ``valid`` flag and this are set.
+    bands
+        Optional float32 (9, rows, cols): cut into the tiles' ``bands``; the tiles then also get
+        their ``flags``.
+    angles
+        Optional mean angles per tile (the keys of :data:`ANGLE_COLUMNS`, each ``(N,)`` in tile
+        order, degrees; :func:`cloudgan_core.slstr.geometry.tile_angles`), put into the index
+        rounded to :data:`ANGLE_DECIMALS`.
 
     Raises
     ------
@@ -118,16 +163,21 @@ def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = 
         raise ValueError(f"image {image.shape[:2]} and flags {flags.shape} differ in size")
     if valid is not None and valid.shape != flags.shape:
         raise ValueError(f"valid {valid.shape} and flags {flags.shape} differ in size")
-    check_tile_size(size)
-    nr, nc = flags.shape[0] // size, flags.shape[1] // size
-    if nr == 0 or nc == 0:
-        raise SettingError(f"tile_size {size} is larger than the scene {flags.shape[0]} x {flags.shape[1]} of "
-                           f"{product}: no tile fits")
+    if bands is not None and (bands.ndim != 3 or bands.shape[1:] != flags.shape):
+        raise ValueError(f"bands {bands.shape} are not (bands, rows, cols) of flags {flags.shape}")
+    nr, nc = tile_grid(flags.shape, size, product)
     n = nr * nc
-    crop_img = image[: nr * size, : nc * size]
-    images = crop_img.reshape(nr, size, nc, size, 3).transpose(0, 2, 1, 3, 4).reshape(n, size, size, 3).copy()
+    if angles is not None and any(len(angles[c]) != n for c in ANGLE_COLUMNS):
+        raise ValueError(f"angles {[len(angles[c]) for c in ANGLE_COLUMNS]} do not give one value for each of {n} tiles")
+    images = _cut(image, size, nr, nc)
     cloud = ((flags & PIXEL_FLAG_BITS["cloud"]) != 0).view(np.uint8)
-    masks = cloud[: nr * size, : nc * size].reshape(nr, size, nc, size).transpose(0, 2, 1, 3).reshape(n, size, size).copy()
+    masks = _cut(cloud, size, nr, nc)
+    tile_bands = tile_flags = None
+    if bands is not None:
+        tile_bands = np.empty((n, bands.shape[0], size, size), np.float32)
+        for b in range(bands.shape[0]):  # one plane at a time, straight into place
+            tile_bands[:, b].reshape(nr, nc, size, size)[...] = _tile_view(bands[b], size, nr, nc)
+        tile_flags = _cut(flags, size, nr, nc)
     planes = {name: (flags & PIXEL_FLAG_BITS[name]) != 0 for name in FRACTION_FLAGS}
     if valid is not None:
         planes["valid"] &= np.asarray(valid, dtype=bool)
@@ -137,8 +187,9 @@ def slice_tiles(image: np.ndarray, flags: np.ndarray, product: str, size: int = 
         index.append({
             "tile": k, "product": product, "row": (k // nc) * size, "col": (k % nc) * size, "size": size,
             **{f"{name}_fraction": round(float(fractions[name][k]), 6) for name in FRACTION_FLAGS},
+            **({} if angles is None else {c: round(float(angles[c][k]), ANGLE_DECIMALS) for c in ANGLE_COLUMNS}),
         })
-    return Tiles(images, masks, index)
+    return Tiles(images, masks, index, bands=tile_bands, flags=tile_flags)
 
 
 def bin_label(lo: float, hi: float) -> str:
@@ -159,9 +210,14 @@ def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, cove
     """Label every tile with its cover bin and its role; returns the same tiles with a fuller index.
 
     - ``bin``: the cover bin (edges in percent, default 0/10/95/100 as the original).
-    - ``surface_candidate``: fully valid, fully daytime, 0 % cloud, no snow/ice: a clear surface.
+    - ``surface_candidate``: fully valid, fully daytime, 0 % cloud: a clear surface. Snow and
+      ice are allowed (clouds over snow are the hard case a cloud-masking model must learn);
+      ``snow_fraction`` says how much of it there is.
     - ``gan_input``: cloud cover in ``cover`` (percent, ``(min, max]``) and at least
       ``min_valid_fraction`` valid pixels: the masks the generator turns into clouds.
+
+    When the index has the mean angles (:data:`ANGLE_COLUMNS`), a tile takes either role only
+    when all four are finite (the clouds are rendered with them).
 
     Raises
     ------
@@ -176,11 +232,12 @@ def sort_tiles(tiles: Tiles, *, edges: Sequence[float] = DEFAULT_BIN_EDGES, cove
         pct = round(100.0 * row["cloud_fraction"], 6)
         row = dict(row)
         row["bin"] = cover_bin(pct, edges)
-        row["surface_candidate"] = bool(row["cloud_fraction"] == 0 and row["valid_fraction"] == 1
-                                        and row["day_fraction"] == 1 and row["snow_fraction"] == 0)
-        row["gan_input"] = bool(cover.contains(pct) and row["valid_fraction"] >= min_valid_fraction)
+        placed = all(math.isfinite(row[c]) for c in ANGLE_COLUMNS if c in row)
+        row["surface_candidate"] = bool(placed and row["cloud_fraction"] == 0 and row["valid_fraction"] == 1
+                                        and row["day_fraction"] == 1)
+        row["gan_input"] = bool(placed and cover.contains(pct) and row["valid_fraction"] >= min_valid_fraction)
         index.append(row)
-    return Tiles(tiles.images, tiles.masks, index)
+    return replace(tiles, index=index)
 
 
 def bin_counts(index: Sequence[dict], edges: Sequence[float] = DEFAULT_BIN_EDGES) -> dict[str, int]:

@@ -126,7 +126,7 @@ def write_pool(root: Path, keys: list[str]) -> Path:
     save_npy(out / "images.npy", stack)
     save_npy(out / "bands.npy", np.concatenate(bands))
     save_npy(out / "flags.npy", np.concatenate(flags))
-    _csv(out / "index.csv", rows, [*surface_tiles.COLUMNS, "snow_fraction", "bands_source", *GEOMETRY])
+    _csv(out / "index.csv", rows, list(surface_tiles.COLUMNS))
     return out
 
 

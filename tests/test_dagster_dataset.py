@@ -276,7 +276,8 @@ def test_empty_partition_is_valid_and_empty_pool_is_an_error(env, tmp_path):
     synthetic_clouds.write(root, key, synthetic_clouds.SyntheticCloudsData(
         made.clouds[:0], made.masks[:0], made.tau[:0], [], model=made.model, model_sha256=made.model_sha256))
     # no surface tile at all: zero clouds are still fine ...
-    surface_tiles.write(root, surface_tiles.read(root).images[:0], [])
+    pool = surface_tiles.read(root)
+    surface_tiles.write(root, pool.images[:0], [], pool.bands[:0], pool.flags[:0])
     result = env.run(dg.AssetSelection.assets("composites"), partition_key=key, root=root)
     md = materializations(result)["composites"]
     assert md["count"].value == 0 and "valid result" in md["empty"].value

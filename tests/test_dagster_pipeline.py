@@ -52,7 +52,7 @@ def test_partition_chain_materializes_with_metadata(setup):
     assert flags.shape == (192, 256)
     assert mats["tiles"]["tiles"].value == (192 // 64) * (256 // 64)
     assert (root / "sorted_tiles" / keys[0] / "index.csv").read_text().startswith("tile,product,row,col")
-    assert mats["products"]["files_verified"].value == 9  # 8 pipeline files + indices_an.nc (not the manifest)
+    assert mats["products"]["files_verified"].value == 18  # 17 pipeline files + indices_an.nc (not the manifest)
 
 
 def test_broken_product_fails_its_partition_alone(setup):

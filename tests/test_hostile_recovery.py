@@ -144,7 +144,7 @@ def _real_inputs(root: Path, sim_product: Path) -> str:
     """Register the simulated product and compute its masks and false colour under ``root``."""
     key = products.register(root, sim_product, product_id(sim_product.name)).product
     masks.build(root, key)
-    false_color.build(root, key, false_color.FalseColorConfig(save_reflectance=False))
+    false_color.build(root, key)
     return key
 
 

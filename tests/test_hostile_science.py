@@ -119,8 +119,8 @@ def test_radiance_fill_makes_pixels_invalid_in_the_tiles(copy_product, update_ma
     filled = np.zeros(flags.shape, bool)
     for r, c in zip(chosen["row"], chosen["col"]):
         filled[r:r + TILE, c:c + TILE] = True
-    refl = np.load(d["false_color"] / "reflectance.npy")
-    np.testing.assert_array_equal(valid.astype(bool), np.isfinite(refl).all(axis=0))
+    bands = np.load(d["false_color"] / "bands.npy")
+    np.testing.assert_array_equal(valid.astype(bool), np.isfinite(bands).all(axis=0))
     assert not valid[filled].any()
     assert valid[~filled & ((flags & PIXEL_FLAG_BITS["unfilled"]) == 0)].all()
 
@@ -184,7 +184,7 @@ def test_bad_solar_irradiance_of_one_detector_makes_its_pixels_invalid(copy_prod
     _edit_nc(folder, "S1_quality_an.nc", _set_values("S1_solar_irradiance_an", set_det2))
     with open_product(folder) as product:
         data = false_color.compute(product)
-    valid, refl, image = data.valid.astype(bool), data.reflectance, data.image
+    valid, refl, image = data.valid.astype(bool), data.bands, data.image
     det2 = np.zeros(valid.shape, bool)
     det2[2::4] = True  # the simulator's detector of row r is r % 4
     assert np.isnan(refl[0][det2]).all() and not np.isinf(refl).any()

@@ -201,7 +201,7 @@ def test_grid_sizes_come_from_the_files(tmp_path: Path) -> None:
     fc = false_color_stage.folder(tmp_path / "store", key)
     image = np.load(fc / "false_color.npy")
     assert image.shape == (236, 300, 3) and image.dtype == np.uint8
-    assert np.load(fc / "reflectance.npy").shape == (3, 236, 300)
+    assert np.load(fc / "bands.npy").shape == (9, 236, 300)
     assert (result.figures()["rows"], result.figures()["columns"]) == (236, 300)
 
 
@@ -322,8 +322,8 @@ def test_false_color_stage_matches_reflectance(sim_product: Path, sim_reflectanc
     fc = false_color_stage.folder(tmp_path, key)
     image = np.load(fc / "false_color.npy")
     np.testing.assert_array_equal(image, false_color(sim_reflectance["S1"], sim_reflectance["S3"], sim_reflectance["S5"]))
-    refl = np.load(fc / "reflectance.npy")
-    np.testing.assert_array_equal(refl[1], sim_reflectance["S3"])
+    bands = np.load(fc / "bands.npy")  # S1..S9: S3 is plane 2
+    np.testing.assert_array_equal(bands[2], sim_reflectance["S3"])
     with open_product(sim_product) as product:
         raw = false_color_stage.compute(product, false_color_stage.FalseColorConfig(adjustment_factors=False))
-    np.testing.assert_array_equal(raw.reflectance[0], sim_reflectance["S1_raw"])
+    np.testing.assert_array_equal(raw.bands[0], sim_reflectance["S1_raw"])

@@ -63,7 +63,8 @@ def test_derived_seed_is_sha256_of_seed_and_key():
 
 def test_composite_refuses_unknown_blend_and_empty_pool(tmp_path):
     write_clouds(tmp_path, "A", 2, seed=0)
-    surface_tiles.write(tmp_path, np.zeros((0, SIZE, SIZE, 3), np.uint8), [])
+    surface_tiles.write(tmp_path, np.zeros((0, SIZE, SIZE, 3), np.uint8), [], np.zeros((0, 9, SIZE, SIZE), np.float32),
+                        np.zeros((0, SIZE, SIZE), np.uint16))
     with pytest.raises(ValidationError, match="blend must be one of"):
         composites.build(tmp_path, "A", composites.CompositesConfig(blend="screen"))
     with pytest.raises(CloudGANError, match="is empty: no cloud-free surface tile to place the 2 cloud tile"):

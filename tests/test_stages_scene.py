@@ -74,11 +74,14 @@ def test_read_gives_back_what_build_wrote(chain):
     colour = false_color.read(root, key)
     np.testing.assert_array_equal(colour.image, results["false_color"].data.image)
     np.testing.assert_array_equal(colour.valid, results["false_color"].data.valid)
-    np.testing.assert_array_equal(colour.reflectance, results["false_color"].data.reflectance)
+    np.testing.assert_array_equal(colour.bands, results["false_color"].data.bands)
+    assert isinstance(colour.bands, np.memmap) and colour.bands.shape == (9, *colour.valid.shape)
     assert colour.summary == results["false_color"].data.summary
     cut = tiles.read(root, key)
     assert cut.index == results["tiles"].tiles.index
     np.testing.assert_array_equal(cut.masks, results["tiles"].tiles.masks)
+    np.testing.assert_array_equal(cut.bands, results["tiles"].tiles.bands)
+    np.testing.assert_array_equal(cut.flags, results["tiles"].tiles.flags)
     # the contract the dataset stages rely on: index (every row), surface and gan_input (memory-mapped)
     data = sorted_tiles.read(root, key)
     assert len(data.index) == len(cut) and all("bin" in r and "gan_input" in r for r in data.index)
@@ -90,13 +93,12 @@ def test_read_gives_back_what_build_wrote(chain):
             np.testing.assert_array_equal(part.masks[k], cut.masks[row["tile"]])
 
 
-def test_without_reflectance_read_says_none(chain, tmp_path):
+def test_false_color_writes_the_nine_bands(chain):
     root, key, _ = chain
-    shutil.copytree(root / "products", tmp_path / "products")
-    false_color.build(tmp_path, key, false_color.FalseColorConfig(save_reflectance=False))
-    assert false_color.read(tmp_path, key).reflectance is None
-    assert sorted(p.name for p in false_color.folder(tmp_path, key).iterdir()) == [
-        "false_color.json", "false_color.npy", "valid.npy"]
+    assert sorted(p.name for p in false_color.folder(root, key).iterdir()) == [
+        "bands.npy", "false_color.json", "false_color.npy", "valid.npy"]
+    with pytest.raises(ValidationError, match="save_reflectance"):  # the old setting is gone, not ignored
+        false_color.FalseColorConfig(save_reflectance=False)
 
 
 def test_the_tiles_preview_draws_the_tile_grid(chain):

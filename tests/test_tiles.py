@@ -15,8 +15,8 @@ from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 from cloudgan_core.stages import false_color, masks, products, sorted_tiles
 from cloudgan_core.stages import tiles as tiles_stage
 from cloudgan_core.stages.tiles import read_group, write_group
-from cloudgan_core.tiles import (INDEX_COLUMNS, Tiles, bin_counts, check_tile_size, cover_bin, slice_tiles,
-                                 sort_tiles)
+from cloudgan_core.tiles import (ANGLE_COLUMNS, INDEX_COLUMNS, Tiles, bin_counts, check_tile_size, cover_bin,
+                                 slice_tiles, sort_tiles)
 
 B = PIXEL_FLAG_BITS
 CLEAR_DAY = B["valid"] | B["day"] | B["sza_ok"] | B["ocean"]
@@ -133,7 +133,7 @@ def test_bad_edges_rejected() -> None:
         sort_tiles(slice_tiles(image, flags, "p", 100), edges=(0, 50, 50, 100))
 
 
-def test_surface_candidates_need_valid_day_clear_snowfree() -> None:
+def test_surface_candidates_need_valid_day_clear_and_allow_snow() -> None:
     size = 20
     variants = {
         "clear": CLEAR_DAY,
@@ -149,7 +149,9 @@ def test_surface_candidates_need_valid_day_clear_snowfree() -> None:
     flags[3, 1 * size + 4] &= ~np.uint16(B["valid"])
     flags[7, 3 * size + 9] |= np.uint16(B["cloud"])
     tiles = sort_tiles(slice_tiles(np.zeros(flags.shape + (3,), np.uint8), flags, "p", size))
-    assert [r["surface_candidate"] for r in tiles.index] == [True, False, False, False, False]
+    # snow and ice are allowed: clouds over snow are the hard case a cloud-masking model must learn
+    assert [r["surface_candidate"] for r in tiles.index] == [True, False, False, False, True]
+    assert tiles.index[4]["snow_fraction"] == 1.0
     # a GAN input needs enough valid pixels
     flags = np.full((size, 2 * size), CLEAR_DAY | B["cloud"], np.uint16)
     flags[: size // 2] &= ~np.uint16(B["cloud"])  # 50 % cloud in both tiles
@@ -160,12 +162,16 @@ def test_surface_candidates_need_valid_day_clear_snowfree() -> None:
 
 def test_write_read_round_trip_and_pandas(tmp_path: Path) -> None:
     image, flags = _random_scene(128, 192, seed=9)
-    tiles = sort_tiles(slice_tiles(image, flags, "S3A_SL_1_RBT____x", 64))
+    bands = np.random.default_rng(3).random((9, 128, 192), dtype=np.float32)
+    angles = {c: np.linspace(10.0, 20.0, 6) + k for k, c in enumerate(ANGLE_COLUMNS)}
+    tiles = sort_tiles(slice_tiles(image, flags, "S3A_SL_1_RBT____x", 64, bands=bands, angles=angles))
     write_group(tmp_path / "t", tiles)
     back = read_group(tmp_path / "t", mmap=False)
     np.testing.assert_array_equal(back.images, tiles.images)
     np.testing.assert_array_equal(back.masks, tiles.masks)
-    assert back.index == tiles.index
+    np.testing.assert_array_equal(back.bands[4], bands[:, 64:128, 64:128])  # tile 4: second row, second column
+    np.testing.assert_array_equal(back.flags[4], flags[64:128, 64:128])
+    assert back.index == tiles.index and back.index[4]["view_zenith"] == 20.0  # 18 + 2
     mm = read_group(tmp_path / "t")
     assert isinstance(mm.images, np.memmap) and np.array_equal(mm.masks, tiles.masks)
     index = pd.read_csv(tmp_path / "t" / "index.csv")
@@ -173,10 +179,13 @@ def test_write_read_round_trip_and_pandas(tmp_path: Path) -> None:
     assert len(index) == len(tiles) == 6
     assert index["surface_candidate"].dtype == bool and index["gan_input"].dtype == bool
     assert index["cloud_fraction"].tolist() == [r["cloud_fraction"] for r in tiles.index]
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["images.npy", "index.csv", "masks.npy"]
-    # take() keeps images, masks and index rows together
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["bands.npy", "flags.npy", "images.npy",
+                                                                  "index.csv", "masks.npy"]
+    # take() keeps images, masks, bands, flags and index rows together
     sub = tiles.take([4, 1])
     np.testing.assert_array_equal(sub.images, tiles.images[[4, 1]])
+    np.testing.assert_array_equal(sub.bands, tiles.bands[[4, 1]])
+    np.testing.assert_array_equal(sub.flags, tiles.flags[[4, 1]])
     assert [r["tile"] for r in sub.index] == [4, 1]
 
 

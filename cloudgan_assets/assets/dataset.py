@@ -25,13 +25,15 @@ def _stored(context: dg.AssetExecutionContext, storage: CloudGANStorage, asset: 
 
 
 class SurfaceTilesConfig(dg.Config, surface_stage.SurfaceTilesConfig):
-    """Where the pool's tiles come from besides the products, and their size."""
+    """Where the pool's tiles come from besides the products, their size, and the temperature and
+    angles given to user images."""
 
 
 @dg.asset(group_name="dataset", deps=["sorted_tiles"], kinds={"numpy"},
           description="The pool of cloud-free surface tiles: the clear surface candidates of every materialized "
-                      "product (fully valid, daytime, 0 % cloud, no snow/ice), plus optionally a user folder of "
-                      "cloud-free images. images.npy + index.csv (source, product, row, col, land_fraction).")
+                      "product (fully valid, daytime, 0 % cloud; snow and ice included), plus optionally a user "
+                      "folder of cloud-free RGB images (bands approximated). images.npy, bands.npy, flags.npy + "
+                      "index.csv (source, product, row, col, land/snow fraction, angles, bands_source).")
 @guarded
 def surface_tiles(context: dg.AssetExecutionContext, config: SurfaceTilesConfig,
                   storage: CloudGANStorage) -> dg.MaterializeResult:

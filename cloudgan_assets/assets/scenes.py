@@ -15,7 +15,7 @@ class MasksConfig(dg.Config, masks_stage.MasksConfig):
 
 
 class FalseColorConfig(dg.Config, false_color_stage.FalseColorConfig):
-    """Whether the radiance adjustment factors are applied, and whether reflectances are kept."""
+    """Whether the radiance adjustment factors are applied."""
 
 
 @dg.asset(partitions_def=products_partitions, group_name="scenes", deps=["products"], kinds={"numpy"},
@@ -28,8 +28,9 @@ def masks(context: dg.AssetExecutionContext, config: MasksConfig, storage: Cloud
 
 
 @dg.asset(partitions_def=products_partitions, group_name="scenes", deps=["products"], kinds={"numpy"},
-          description="TOA reflectance R = pi L / (E0 cos SZA) of S1/S3/S5 and the false-colour image "
-                      "R=(S3+S5)/2, G=S3, B=(S3+S1)/2.")
+          description="All nine bands on the 500 m grid (bands.npy: S1-S6 TOA reflectance R = pi L / (E0 cos "
+                      "SZA), S7-S9 brightness temperature in K from the 1 km grid), the valid pixels and the "
+                      "false-colour image R=(S3+S5)/2, G=S3, B=(S3+S1)/2.")
 @guarded
 def false_color(context: dg.AssetExecutionContext, config: FalseColorConfig,
                 storage: CloudGANStorage) -> dg.MaterializeResult:

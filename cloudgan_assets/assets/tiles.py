@@ -19,8 +19,8 @@ class SortedTilesConfig(dg.Config, sorted_tiles_stage.SortedTilesConfig):
 
 
 @dg.asset(partitions_def=products_partitions, group_name="tiles", deps=["masks", "false_color"], kinds={"numpy"},
-          description="Square tiles of the false-colour image and the mask, with per-tile cloud/valid/day/land "
-                      "fractions in index.csv.")
+          description="Square tiles of the false-colour image, the mask, the nine bands and the pixel flags, with "
+                      "per-tile cloud/valid/day/land/snow fractions and mean sun and view angles in index.csv.")
 @guarded
 def tiles(context: dg.AssetExecutionContext, config: TilesConfig, storage: CloudGANStorage) -> dg.MaterializeResult:
     result = tiles_stage.build(storage.root_path, context.partition_key, config)
@@ -28,8 +28,8 @@ def tiles(context: dg.AssetExecutionContext, config: TilesConfig, storage: Cloud
 
 
 @dg.asset(partitions_def=products_partitions, group_name="tiles", deps=["tiles"], kinds={"numpy"},
-          description="Tiles sorted into cover bins (default 0/10/95/100 %): clear surface candidates and the "
-                      "generator's mask inputs.")
+          description="Tiles sorted into cover bins (default 0/10/95/100 %): clear surface candidates (snow "
+                      "and ice included) and the generator's mask inputs, each group with its bands and flags.")
 @guarded
 def sorted_tiles(context: dg.AssetExecutionContext, config: SortedTilesConfig,
                  storage: CloudGANStorage) -> dg.MaterializeResult:

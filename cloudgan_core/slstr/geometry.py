@@ -33,6 +33,10 @@ from cloudgan_core.errors import ProductError
 from cloudgan_core.slstr.product import Product
 
 GEOMETRY_FILE = "geometry_tn.nc"
+#: The ``geometry_tn.nc`` field of each angle, by the name the pipeline gives it (degrees; zenith
+#: from the local vertical, azimuth clockwise from north).
+ANGLE_FIELDS: dict[str, str] = {"solar_zenith": "solar_zenith_tn", "solar_azimuth": "solar_azimuth_tn",
+                                "view_zenith": "sat_zenith_tn", "view_azimuth": "sat_azimuth_tn"}
 
 _last_sza: tuple[tuple[object, ...], np.ndarray] | None = None
 _last_sza_lock = threading.Lock()
@@ -68,17 +72,36 @@ def fill_nan_columns(tie: np.ndarray) -> np.ndarray:
     Edge NaNs (the tie grid's last columns are often NaN) take the value of the nearest valid
     column. A row with fewer than two finite values cannot be interpolated across track and
     becomes NaN throughout (one value would make the angle constant across the swath).
+
+    The values are those of :func:`numpy.interp` row by row, computed once per pattern of NaN
+    columns for all the rows that share it (usually every row: the same edge columns).
     """
     out = np.array(tie, dtype=np.float64, copy=True)
     out[~np.isfinite(out)] = np.nan
-    bad_rows = np.flatnonzero(np.isnan(out).any(axis=1))
+    missing = np.isnan(out)
+    bad_rows = np.flatnonzero(missing.any(axis=1))
+    if not bad_rows.size:
+        return out
+    by_pattern: dict[bytes, list[int]] = {}
+    for r in bad_rows.tolist():
+        by_pattern.setdefault(missing[r].tobytes(), []).append(r)
     cols = np.arange(out.shape[1], dtype=np.float64)
-    for r in bad_rows:
-        ok = ~np.isnan(out[r])
-        if np.count_nonzero(ok) < 2:
-            out[r] = np.nan
-        else:
-            out[r, ~ok] = np.interp(cols[~ok], cols[ok], out[r, ok])
+    for rows in by_pattern.values():
+        pattern = missing[rows[0]]
+        ok = np.flatnonzero(~pattern)
+        if ok.size < 2:
+            out[rows] = np.nan
+            continue
+        gaps = np.flatnonzero(pattern)
+        j = np.clip(np.searchsorted(ok, gaps) - 1, 0, ok.size - 2)
+        left, right = ok[j], ok[j + 1]
+        block = out[rows]
+        a, b = block[:, left], block[:, right]
+        slope = (b - a) / (cols[right] - cols[left])
+        filled = slope * (cols[gaps] - cols[left]) + a  # numpy.interp's formula between two valid columns
+        filled = np.where(gaps < ok[0], a, np.where(gaps > ok[-1], b, filled))  # edges: the nearest valid one
+        block[:, gaps] = filled
+        out[rows] = block
     return out
 
 
@@ -170,3 +193,84 @@ def solar_zenith(product: Product, shape: tuple[int, int], image_file: str = "fl
     with _last_sza_lock:
         _last_sza = (key, sza)
     return sza
+
+
+def _tile_weights(i0: np.ndarray, w: np.ndarray, n_tiles: int, size: int, n_tie: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean interpolation weights of each tile's ``size`` image positions on the tie points, float64
+    ``(n_tiles, n_tie)``, and which tie points its positions touch (bool, the same shape; a point
+    with weight 0 counts, as it does in :func:`tie_to_image`)."""
+    n = n_tiles * size
+    cell = np.repeat(np.arange(n_tiles, dtype=np.int64) * n_tie, size) + i0[:n]
+    weights = (np.bincount(cell, weights=1.0 - w[:n], minlength=n_tiles * n_tie)
+               + np.bincount(cell + 1, weights=w[:n], minlength=n_tiles * n_tie)) / size
+    touched = np.zeros(n_tiles * n_tie, bool)
+    touched[cell] = touched[cell + 1] = True
+    return weights.reshape(n_tiles, n_tie), touched.reshape(n_tiles, n_tie)
+
+
+def tile_angles(product: Product, shape: tuple[int, int], size: int, *,
+                image_grid: tuple[float, tuple[float, float]]) -> dict[str, np.ndarray]:
+    """Mean solar and view angles (degrees, float64) of every ``size`` x ``size`` tile of the image grid.
+
+    Tiles are cut from the top-left corner as :func:`cloudgan_core.tiles.slice_tiles` cuts them
+    (``rows // size`` x ``cols // size``, row by row); each mean is over the tile's pixels of the
+    bilinear interpolation of :func:`tie_to_image` (computed exactly, as interpolation weights
+    averaged per tile, without interpolating the full grid). Azimuths are averaged as directions
+    (the angle of the mean unit vector of the interpolated sine and cosine), so 359 and 1 deg
+    average to 0, not 180.
+
+    Parameters
+    ----------
+    shape
+        ``(rows, columns)`` of the image grid.
+    image_grid
+        Its ``(track_offset, (res_across, res_along))`` (:func:`grid_attrs`).
+
+    Returns
+    -------
+    dict
+        The keys of :data:`ANGLE_FIELDS`, each ``(n_tiles,)``; NaN for a tile that touches a tie
+        row with fewer than two finite values (see :func:`fill_nan_columns`).
+
+    Raises
+    ------
+    ProductError
+        (naming ``geometry_tn.nc``) A field is missing, not 2-D, of another shape than
+        ``solar_zenith_tn``, has no finite value, or the tie grid does not cover the image.
+    """
+    rows, cols = shape
+    nr, nc_ = rows // size, cols // size
+    im_offset, im_res = image_grid
+    with product.open_netcdf(GEOMETRY_FILE, list(ANGLE_FIELDS.values())) as nc:
+        tn_offset, tn_res = grid_attrs(nc.attrs, nc.label)
+        ties = {name: nc.read_unpacked(field, np.float64) for name, field in ANGLE_FIELDS.items()}
+        label = nc.label
+    tie_shape = ties["solar_zenith"].shape
+    for name, tie in ties.items():
+        if tie.ndim != 2 or tie.shape != tie_shape:
+            raise ProductError(label, f"{ANGLE_FIELDS[name]} is {tie.shape}; expected 2-D (rows, columns) like "
+                                      f"solar_zenith_tn {tie_shape}")
+        if not np.isfinite(tie).any():
+            raise ProductError(label, f"{ANGLE_FIELDS[name]} has no finite value (fill everywhere)")
+    step_c = im_res[0] / tn_res[0]
+    j0, wj = _coords(cols, tie_shape[1], tn_offset - im_offset * step_c, step_c, axis="across", unit="column",
+                     source=label)
+    i0, wi = _coords(rows, tie_shape[0], 0.0, im_res[1] / tn_res[1], axis="along", unit="row", source=label)
+    a, a_touched = _tile_weights(i0, wi, nr, size, tie_shape[0])
+    b, _ = _tile_weights(j0, wj, nc_, size, tie_shape[1])
+
+    def tile_means(tie: np.ndarray) -> np.ndarray:
+        filled = fill_nan_columns(tie)  # each row finite or NaN throughout
+        bad_row = np.isnan(filled[:, 0])
+        means = a @ np.where(bad_row[:, None], 0.0, filled) @ b.T  # (nr, nc)
+        means[(a_touched & bad_row).any(axis=1)] = np.nan
+        return means.reshape(-1)
+
+    out = {}
+    for name, tie in ties.items():
+        if name.endswith("azimuth"):
+            rad = np.deg2rad(tie)
+            out[name] = np.rad2deg(np.arctan2(tile_means(np.sin(rad)), tile_means(np.cos(rad)))) % 360.0
+        else:
+            out[name] = tile_means(tie)
+    return out

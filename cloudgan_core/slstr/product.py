@@ -46,7 +46,11 @@ if TYPE_CHECKING:
     import xarray as xr
 
 PRODUCT_TYPE = "SL_1_RBT___"
-FALSE_COLOR_BANDS = ("S1", "S3", "S5")
+#: Nadir-view bands read as radiance on the 500 m ``an`` grid (TOA reflectance), and as brightness
+#: temperature on the 1 km ``in`` grid; together the order of :data:`cloudgan_core.clouds.BANDS`
+#: (spelt out here: :mod:`cloudgan_core.clouds` imports this package).
+RADIANCE_BANDS: tuple[str, ...] = ("S1", "S2", "S3", "S4", "S5", "S6")
+THERMAL_BANDS: tuple[str, ...] = ("S7", "S8", "S9")
 
 #: Files needed for the cloud mask (flags and the tie-point solar geometry).
 MASK_FILES: tuple[str, ...] = ("flags_an.nc", "geometry_tn.nc")
@@ -54,8 +58,9 @@ MASK_FILES: tuple[str, ...] = ("flags_an.nc", "geometry_tn.nc")
 PIPELINE_FILES: tuple[str, ...] = (
     MANIFEST_NAME,
     *MASK_FILES,
-    *(f"{b}_radiance_an.nc" for b in FALSE_COLOR_BANDS),
-    *(f"{b}_quality_an.nc" for b in FALSE_COLOR_BANDS),
+    *(f"{b}_radiance_an.nc" for b in RADIANCE_BANDS),
+    *(f"{b}_quality_an.nc" for b in RADIANCE_BANDS),
+    *(f"{b}_BT_in.nc" for b in THERMAL_BANDS),
 )
 #: Files used when present (detector index per pixel for the solar irradiance).
 OPTIONAL_FILES: tuple[str, ...] = ("indices_an.nc",)

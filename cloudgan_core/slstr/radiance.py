@@ -72,7 +72,8 @@ def sun_cosine(sza: np.ndarray) -> np.ndarray:
 
 
 def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = True,
-                detectors: np.ndarray | None = None, cos_sza: np.ndarray | None = None) -> np.ndarray:
+                detectors: np.ndarray | None = None, cos_sza: np.ndarray | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
     """TOA reflectance (dimensionless, float32).
 
     NaN where the radiance is fill, the sun is at or below the horizon, or the pixel's detector
@@ -91,6 +92,8 @@ def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = 
         Detector index per pixel (see :func:`detector_index`); detector 0 when None.
     cos_sza
         :func:`sun_cosine` of ``sza`` when the caller has it (several bands share it).
+    out
+        float32 array of ``sza``'s shape to write into (a plane of a bands array, say); returned.
 
     Raises
     ------
@@ -118,7 +121,10 @@ def reflectance(product: Product, band: str, sza: np.ndarray, *, adjust: bool = 
         table = np.full(257, np.nan, np.float32)
         table[: min(factor.size, 256)] = factor[:256]
     mu = sun_cosine(sza) if cos_sza is None else cos_sza
-    out = np.empty(sza.shape, np.float32)
+    if out is None:
+        out = np.empty(sza.shape, np.float32)
+    elif out.shape != sza.shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {sza.shape}, not {out.dtype} {out.shape}")
     for rows in row_blocks(*sza.shape):
         block = packing.unpack(stored[rows], out=out[rows])  # radiance, W m-2 sr-1 um-1; NaN at fill
         block *= factor[0] if detectors is None else table[detectors[rows]]

@@ -2,7 +2,7 @@
 
 - :mod:`~cloudgan_core.stages.products`: a verified copy of a product's files
 - :mod:`~cloudgan_core.stages.masks`: cloud mask and per-pixel flags (and their plausibility)
-- :mod:`~cloudgan_core.stages.false_color`: reflectance and the false-colour image
+- :mod:`~cloudgan_core.stages.false_color`: the nine bands (reflectance, brightness temperature) and the false-colour image
 - :mod:`~cloudgan_core.stages.tiles`: the scene cut into tiles (and the tile file format)
 - :mod:`~cloudgan_core.stages.sorted_tiles`: tiles sorted into cover bins, surface and generator inputs
 - ``synthetic_clouds``, ``surface_tiles``, ``composites``, ``training_set``, ``quality_report``,

@@ -2,16 +2,17 @@
 
 Files under ``<root>/products/<key>/``::
 
-    <key>.SEN3/       the manifest, flags_an.nc, geometry_tn.nc, S1/S3/S5 radiance and quality
-                      (plus indices_an.nc when the product has it), each checked against the
-                      manifest's size and MD5 while it was copied
+    <key>.SEN3/       the manifest, flags_an.nc, geometry_tn.nc, S1-S6 radiance and quality
+                      (``S{n}_radiance_an.nc``, ``S{n}_quality_an.nc``), S7-S9 brightness
+                      temperature (``S{n}_BT_in.nc``) (plus indices_an.nc when the product has
+                      it), each checked against the manifest's size and MD5 while it was copied
     product.json      what the manifest says (platform, times, cloud cover...), the source, and
                       the MD5 of every copied file
 
 A product comes from the inbox (``<inbox>/<key>.zip`` or ``<key>.SEN3``) or, when it is not
 there, from a download (the ``fetch`` argument of :func:`build`, e.g. the Copernicus client).
 :func:`register` is the writer; :func:`read` gives the stored ``.SEN3`` folder to the stages
-that read the product (``masks``, ``false_color``).
+that read the product (``masks``, ``false_color``, ``tiles``).
 """
 
 from __future__ import annotations

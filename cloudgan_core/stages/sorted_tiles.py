@@ -4,10 +4,14 @@ Files under ``<root>/sorted_tiles/<key>/``::
 
     index.csv     every tile's row (see :mod:`cloudgan_core.stages.tiles`) with its cover ``bin``
                   and roles ``surface_candidate`` and ``gan_input``
-    surface/      tile group (images.npy, masks.npy, index.csv) of the clear surface candidates:
-                  fully valid, fully daytime, 0 % cloud, no snow/ice
+    surface/      tile group (images.npy, masks.npy, bands.npy, flags.npy, index.csv) of the clear
+                  surface candidates: fully valid, fully daytime, 0 % cloud; snow and ice allowed
+                  (clouds over snow are the hard case; ``snow_fraction`` in the index says how much)
     gan_input/    tile group of the masks the generator turns into clouds: cover within
                   ``(min_cover, max_cover]`` percent and at least ``min_valid_fraction`` valid
+
+Either role also needs the tile's four mean angles to be finite. Each group's arrays hold exactly
+its index rows, in that order.
 
 Downstream stages read it with :func:`read` (``surface_tiles``, ``synthetic_clouds``, training).
 """
@@ -59,7 +63,8 @@ class SortedTilesConfig(CoverFields):
 @dataclass(frozen=True)
 class SortedTilesData:
     """A product's sorted tiles: ``index`` (every tile's row, with bin and roles) and the two tile
-    groups ``surface`` and ``gan_input`` (memory-mapped when read)."""
+    groups ``surface`` and ``gan_input`` (memory-mapped when read; their ``bands``/``flags`` are
+    None only in groups written by an older version)."""
 
     index: list[dict]
     surface: Tiles
