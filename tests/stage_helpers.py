@@ -54,7 +54,7 @@ def _csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def _index_columns(rows: list[dict]) -> list[str]:
-    return [*(c for c in INDEX_COLUMNS if not rows or c in rows[0]), *GEOMETRY]
+    return [c for c in INDEX_COLUMNS if not rows or c in rows[0]]  # INDEX_COLUMNS holds the four angles
 
 
 def _write_group(folder: Path, bands: np.ndarray, masks: np.ndarray, flags: np.ndarray, index: list[dict]) -> None:

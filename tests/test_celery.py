@@ -92,11 +92,13 @@ def test_steps_run_on_their_queues_and_outputs_match_in_process(tmp_path):
         worker_env = {**base, "CLOUDGAN_STORAGE": str(decoy), "CLOUDGAN_INBOX": str(decoy / "inbox")}
         elsewhere = tmp_path / "worker-cwd"
         elsewhere.mkdir()
+        # the instance's databases are created here, once, before any worker or launcher opens them
+        # (two processes creating a fresh SQLite instance at once race on its schema table)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions(products_partitions.name, keys)
         workers = [_worker("cpu", "dagster", config, worker_env, elsewhere, tmp_path / "cpu.log"),
                    _worker("gpu", "gpu", config, worker_env, elsewhere, tmp_path / "gpu.log")]
         try:
-            with dg.DagsterInstance.from_config(str(home)) as instance:
-                instance.add_dynamic_partitions(products_partitions.name, keys)
             launch_env = {**base, "CLOUDGAN_EXECUTOR": "celery", "CLOUDGAN_CELERY_BROKER": redis.url}
             import json
 

@@ -190,8 +190,7 @@ def test_a_pool_without_bands_is_refused_by_name(tmp_path):
     _scene(tmp_path, n=1)
     (tmp_path / "surface_tiles" / "bands.npy").unlink()
     synthetic_clouds.build(tmp_path, "P", _procedural())
-    with pytest.raises(CloudGANError, match="no bands.npy or flags.npy.*materialize tiles, sorted_tiles and "
-                                            "surface_tiles again"):
+    with pytest.raises(CloudGANError, match="bands.npy is missing.*materialize surface_tiles again"):
         composites.build(tmp_path, "P")
 
 
