@@ -519,6 +519,7 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, body: bytes = b"", ctype: str = "application/json",
                   headers: dict[str, str] | None = None) -> None:
+            self._stop_counting()
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -554,14 +555,14 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
                 with cdse.lock:
                     cdse.active_downloads += 1
                     cdse.max_active_downloads = max(cdse.max_active_downloads, cdse.active_downloads)
+                self._counted = True
                 try:
                     if role == "main":
                         self._download(path[len(DOWNLOAD_PREFIX):])
                     else:
                         self._mirror(path)
                 finally:
-                    with cdse.lock:
-                        cdse.active_downloads -= 1
+                    self._stop_counting()
                 return
             self._json(404, {"detail": f"no route {path}"})
 
@@ -601,6 +602,15 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
             location = f"http://{cdse.redirect_host}:{cdse.mirror_port}/files/{pid}/{quote(rel)}"
             self._send(307, b"", headers={"Location": location})
 
+        def _stop_counting(self) -> None:
+            """The request stops counting as an active download: called before its last byte is sent,
+            since a client may start its next request as soon as it holds the whole body (counting
+            until the handler returns would see that next request overlap this one)."""
+            if getattr(self, "_counted", False):
+                self._counted = False
+                with cdse.lock:
+                    cdse.active_downloads -= 1
+
         def _mirror(self, path: str) -> None:
             if not cdse.token_valid(self.headers.get("Authorization")):
                 self._json(401, {"detail": "missing or invalid token"})
@@ -634,6 +644,7 @@ def _make_handler(cdse: FakeCdse, role: str) -> type[BaseHTTPRequestHandler]:
 
         def _hostile_body(self, rel: str, data: bytes) -> None:
             """Send ``data`` the hostile way configured for ``rel``; stop when the client hangs up."""
+            self._stop_counting()
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             if rel not in cdse.padding:

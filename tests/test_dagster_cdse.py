@@ -20,6 +20,9 @@ from cloudgan_core.simulate import product_name
 from tests.cdse_server import FakeCdse
 from tests.dagster_helpers import SMALL_RUN_CONFIG, storage_for
 
+#: real Dagster runs (materialize, the CLI) against the local CDSE server
+pytestmark = pytest.mark.slow
+
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles])]
 
 
@@ -120,11 +123,9 @@ def test_discovery_sensor_adds_new_products_once_and_caps_per_tick(tmp_path, cds
 
 
 def test_backfill_schedule_requests_only_pending_partitions(tmp_path):
-    from tests.dagster_helpers import make_inbox
-
     from cloudgan_assets.assets import clouds
     from cloudgan_assets.resources import GeneratorModel, TorchDevice
-    from tests.dagster_helpers import tiny_generator
+    from tests.dagster_helpers import make_inbox, tiny_generator
 
     keys = make_inbox(tmp_path / "inbox")
     chain = [*ASSETS, *dg.load_assets_from_modules([clouds])]

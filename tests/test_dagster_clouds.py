@@ -13,7 +13,15 @@ from cloudgan_assets.resources import GeneratorModel, TorchDevice
 from cloudgan_core.digests import file_digest
 from cloudgan_core.stages import sorted_tiles
 from cloudgan_core.stages import synthetic_clouds as synthetic_clouds_stage
-from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox, resources_for, tiny_generator
+from tests.dagster_helpers import (
+    SMALL_RUN_CONFIG,
+    make_inbox,
+    resources_for,
+    tiny_generator,
+)
+
+#: real Dagster runs of the generator assets
+pytestmark = pytest.mark.slow
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles, clouds])]
 CHAIN = ["products", "masks", "false_color", "tiles", "sorted_tiles"]

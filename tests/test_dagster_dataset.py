@@ -20,14 +20,26 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from cloudgan_assets.assets import dataset, ingest, scenes, tiles
-from cloudgan_assets.dataset_checks import COMPOSITE_CHECKS, DATASET_CHECKS, TRAINING_SET_CHECKS
+from cloudgan_assets.dataset_checks import (
+    COMPOSITE_CHECKS,
+    DATASET_CHECKS,
+    TRAINING_SET_CHECKS,
+)
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage, CopernicusResource
 from cloudgan_core.atomic import save_npy
 from cloudgan_core.clouds import thickness_from_reflectance
 from cloudgan_core.composite import tile_geometry
-from cloudgan_core.stages import sorted_tiles, surface_tiles, synthetic_clouds, training_set
+from cloudgan_core.stages import (
+    sorted_tiles,
+    surface_tiles,
+    synthetic_clouds,
+    training_set,
+)
 from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox
+
+#: real Dagster runs of the cross-product assets on a shared four-product chain
+pytestmark = pytest.mark.slow
 
 MODEL_SHA = hashlib.sha256(b"blurred-mask stand-in generator").hexdigest()
 

@@ -13,7 +13,13 @@ from cloudgan_assets.checks import masks_plausible
 from cloudgan_assets.definitions import defs
 from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.sensors import inbox_sensor
-from tests.dagster_helpers import SMALL_RUN_CONFIG, failure_text, make_inbox, resources_for, storage_for
+from tests.dagster_helpers import (
+    SMALL_RUN_CONFIG,
+    failure_text,
+    make_inbox,
+    resources_for,
+    storage_for,
+)
 
 ASSETS = [*dg.load_assets_from_modules([ingest, scenes, tiles])]
 
@@ -55,6 +61,7 @@ def test_partition_chain_materializes_with_metadata(setup):
     assert mats["products"]["files_verified"].value == 18  # 17 pipeline files + indices_an.nc (not the manifest)
 
 
+@pytest.mark.slow
 def test_broken_product_fails_its_partition_alone(setup):
     tmp_path, keys, instance = setup
     # corrupt one file inside the second product's zip: its MD5 no longer matches the manifest
@@ -79,6 +86,7 @@ def test_broken_product_fails_its_partition_alone(setup):
     assert good.success
 
 
+@pytest.mark.slow
 def test_missing_product_in_inbox_is_a_clear_error(setup, monkeypatch):
     from tests.cdse_server import FakeCdse
 
@@ -91,6 +99,7 @@ def test_missing_product_in_inbox_is_a_clear_error(setup, monkeypatch):
     assert "not found in the inbox" in failure_text(result)
 
 
+@pytest.mark.slow
 def test_inbox_sensor_adds_each_product_once(tmp_path):
     keys = make_inbox(tmp_path / "inbox")
     storage = storage_for(tmp_path)

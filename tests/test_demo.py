@@ -8,11 +8,13 @@ import sys
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cloudgan_assets.cli import main as cli_main
 
 
+@pytest.mark.slow
 def test_demo_ends_with_a_training_set_whose_images_and_masks_pair_up(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "CLOUDGAN_STORAGE": str(tmp_path / "storage"),
            "CLOUDGAN_INBOX": str(tmp_path / "inbox")}

@@ -19,6 +19,9 @@ from cloudgan_core.stages import synthetic_clouds
 from tests.dagster_helpers import SMALL_RUN_CONFIG, make_inbox
 from tests.paths import REPO
 
+#: real Dagster runs: a webserver process and GraphQL launches
+pytestmark = pytest.mark.slow
+
 EXPECTED = {"products", "masks", "false_color", "tiles", "sorted_tiles", "synthetic_clouds", "surface_tiles",
             "composites", "training_set", "quality_report", "train_generator"}
 
