@@ -7,6 +7,7 @@ the figures and preview shown as metadata.
 
 import dagster as dg
 
+from cloudgan_assets.automation import new_clouds, periodic_refresh
 from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import stage_metadata
 from cloudgan_assets.partitions import products_partitions
@@ -29,6 +30,7 @@ class SurfaceTilesConfig(dg.Config, surface_stage.SurfaceTilesConfig):
 
 
 @dg.asset(group_name="dataset", deps=["sorted_tiles"], kinds={"numpy"},
+          automation_condition=periodic_refresh(),
           description="The pool of cloud-free surface tiles: the clear surface candidates of every materialized "
                       "product (fully valid, daytime, 0 % cloud, no snow/ice), plus optionally a user folder of "
                       "cloud-free images. images.npy + index.csv (source, product, row, col, land_fraction).")
@@ -45,6 +47,7 @@ class CompositesConfig(dg.Config, composites_stage.CompositesConfig):
 
 @dg.asset(partitions_def=products_partitions, group_name="dataset", deps=["synthetic_clouds", "surface_tiles"],
           kinds={"numpy"},
+          automation_condition=new_clouds(),
           description="Generated clouds laid over surface tiles with a per-pixel opacity; clear pixels stay "
                       "byte-identical to the surface, so the mask is exact. images/masks/clouds/surfaces.npy + "
                       "index.csv (with the surface source) + composites.json.")
@@ -60,6 +63,7 @@ class TrainingSetConfig(dg.Config, training_stage.TrainingSetConfig):
 
 
 @dg.asset(group_name="dataset", deps=["composites"], kinds={"python"},
+          automation_condition=periodic_refresh(),
           description="The export users train on: images/, masks/ (0/255), clouds/, surface/ (one number per pair), "
                       "manifest.jsonl, README.md and training_set.zip, from all composite partitions; split by "
                       "product; deterministic; replaced atomically.")
@@ -72,6 +76,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
 
 
 @dg.asset(group_name="dataset", deps=["training_set"], kinds={"python"},
+          automation_condition=dg.AutomationCondition.eager(),
           description="Detector IoU (brightness threshold vs mask) and brightness change inside/outside the mask for "
                       "the training set's alpha composites and for the original 50 % blend on the same inputs, plus "
                       "the cover histogram. report.json + report.png.")
