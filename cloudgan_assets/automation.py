@@ -14,7 +14,8 @@ backfill schedule (one ``process_product`` run per product, in one process). Fro
   minutes must divide an hour, or be whole hours that divide a day. ``quality_report`` follows
   each ``training_set`` (``AutomationCondition.eager()``), in the same run.
 - The sensor evaluates the conditions every ``$CLOUDGAN_AUTOMATION_INTERVAL_S`` seconds (default
-  :data:`DEFAULT_INTERVAL_S`).
+  :data:`DEFAULT_INTERVAL_S`). Its runs carry the ``dagster/max_runtime`` tag of ``build_training_set``
+  (6 h; ``$CLOUDGAN_MAX_RUNTIME_S`` overrides).
 
 Runs requested by the automation sensor carry no run config: their steps resolve the storage root
 and inbox themselves (``$CLOUDGAN_STORAGE``, ``$CLOUDGAN_INBOX``), so set those on every machine
@@ -26,6 +27,8 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+
+from cloudgan_assets.jobs import max_runtime
 
 #: Length of a refresh window of the cross-product assets, in minutes.
 DEFAULT_REFRESH_MINUTES = 60
@@ -105,6 +108,7 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
         SENSOR_NAME, target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.STOPPED,
         minimum_interval_seconds=_env_int("CLOUDGAN_AUTOMATION_INTERVAL_S", DEFAULT_INTERVAL_S),
+        run_tags=max_runtime(6 * 3600),  # the longest of the jobs it stands in for (build_training_set)
         description="Declarative automation: composites after a product's synthetic clouds; surface_tiles, "
                     "training_set and quality_report refreshed at most once per CLOUDGAN_REFRESH_MINUTES "
                     f"(default {DEFAULT_REFRESH_MINUTES}).")
