@@ -11,6 +11,10 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 TORCH_INDEX ?=
 # Port of the Dagster UI started by `make ui`.
 UI_PORT ?= 3000
+# `dagster dev` warns that it is superseded by `dg dev`, which needs the separate dagster-dg-cli
+# package and a dg project; `dagster dev -w workspace.yaml` is what this project runs, so the hint is
+# filtered (by the start of its message).
+NO_DG_HINT := ignore:Function `dev_command` is superseded
 
 .PHONY: demo test bench ui clean
 
@@ -36,7 +40,7 @@ bench: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/python -m cloudgan_assets.demo --init-home
-	$(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
+	PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}"'$(NO_DG_HINT)' $(BIN)/dagster dev -w workspace.yaml -p $(UI_PORT)
 
 clean:
 	rm -rf storage dagster_home userdata/product_store

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from cloudgan_assets.assets import clouds, dataset, ingest, scenes, tiles
+from cloudgan_assets.automation import automation_sensor
 from cloudgan_assets.checks import masks_plausible
 from cloudgan_assets.dataset_checks import DATASET_CHECKS
 from cloudgan_assets.executors import executor_from_env
@@ -29,7 +30,7 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingest, scenes, tiles, clouds, dataset]),
     asset_checks=[masks_plausible, *DATASET_CHECKS],
     jobs=[process_product, composite_product, build_training_set, discover_products],
-    sensors=[inbox_sensor, cdse_discovery_sensor],
+    sensors=[inbox_sensor, cdse_discovery_sensor, automation_sensor()],
     schedules=[discover_daily, process_pending_products],
     resources={"storage": CloudGANStorage(), "copernicus": _copernicus(), "discovery": DiscoverySettings(),
                "torch_device": TorchDevice(), "generator": GeneratorModel()},

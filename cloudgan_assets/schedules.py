@@ -7,6 +7,7 @@ import dagster as dg
 from cloudgan_assets.guard import WORKER_TAG
 from cloudgan_assets.jobs import FINAL_PRODUCT_ASSET, discover_products, process_product
 from cloudgan_assets.partitions import products_partitions
+from cloudgan_assets.resources import CloudGANStorage
 from cloudgan_core.locks import process_alive, this_host
 
 MAX_RUNS_PER_TICK = 20
@@ -19,9 +20,11 @@ RETRY_TAG = "cloudgan/retry"
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                        dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
-discover_daily = dg.ScheduleDefinition(
-    name="discover_daily", job=discover_products, cron_schedule="0 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Daily CDSE search for new products (for users who prefer cron to the discovery sensor).")
+@dg.schedule(job=discover_products, cron_schedule="0 5 * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="Daily CDSE search for new products (for users who prefer cron to the discovery sensor).")
+def discover_daily(context: dg.ScheduleEvaluationContext, storage: CloudGANStorage) -> dg.RunRequest:
+    # the storage root (where the discovery cursor lives), resolved here, travels in the run config
+    return dg.RunRequest(run_config=storage.run_config())
 
 
 def max_retries() -> int:
@@ -95,10 +98,11 @@ def next_attempt(instance: dg.DagsterInstance, key: str) -> int:
                          f"failed, at most {MAX_RUNS_PER_TICK} per tick. Runs whose worker process is gone (killed) "
                          f"are marked failed first; a failed partition is retried at most CLOUDGAN_MAX_RETRIES "
                          f"(default {DEFAULT_MAX_RETRIES}) times.")
-def process_pending_products(context: dg.ScheduleEvaluationContext):
+def process_pending_products(context: dg.ScheduleEvaluationContext, storage: CloudGANStorage):
     for run_id in fail_dead_runs(context.instance):
         context.log.warning(f"run {run_id}: worker process gone; marked failed")
     cap = max_retries()
+    run_config = storage.run_config()  # absolute storage root and inbox, for steps that run elsewhere
     tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
     requests, given_up = [], []
     for key in pending_partitions(context.instance):
@@ -108,7 +112,7 @@ def process_pending_products(context: dg.ScheduleEvaluationContext):
         if attempt > cap:
             given_up.append(key)
             continue
-        requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}@{tick}",
+        requests.append(dg.RunRequest(partition_key=key, run_key=f"{key}@{tick}", run_config=run_config,
                                       tags={RETRY_TAG: str(attempt)} if attempt else {}))
     if given_up:
         more = " ..." if len(given_up) > 10 else ""

@@ -13,9 +13,12 @@ from cloudgan_core.stages.products import inbox_products
 MAX_NEW_PER_TICK = 50
 
 
-def _add(keys: list[str], prefix: str, cursor: str | None = None) -> dg.SensorResult:
+def _add(keys: list[str], prefix: str, storage: CloudGANStorage, cursor: str | None = None) -> dg.SensorResult:
+    """Add ``keys`` as partitions with a ``process_product`` run each; the storage root and inbox,
+    resolved here to absolute paths, travel in the runs' config (the runs' steps may run elsewhere)."""
+    run_config = storage.run_config()
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=k, run_key=f"{prefix}:{k}") for k in keys],
+        run_requests=[dg.RunRequest(partition_key=k, run_key=f"{prefix}:{k}", run_config=run_config) for k in keys],
         dynamic_partitions_requests=[products_partitions.build_add_request(keys)],
         cursor=cursor,
     )
@@ -30,7 +33,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: CloudGANStorage) 
     if not new:
         return dg.SensorResult(skip_reason=f"no new products in {storage.inbox_path}")
     context.log.info(f"adding {len(new)} products from {storage.inbox_path}")
-    return _add(new, "inbox")
+    return _add(new, "inbox", storage)
 
 
 @dg.sensor(job=process_product, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED,
@@ -38,7 +41,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: CloudGANStorage) 
                        "run each, at most max_products per tick. Its cursor remembers what was added, so a restart "
                        "adds nothing twice.")
 def cdse_discovery_sensor(context: dg.SensorEvaluationContext, copernicus: CopernicusResource,
-                          discovery: DiscoverySettings) -> dg.SensorResult:
+                          discovery: DiscoverySettings, storage: CloudGANStorage) -> dg.SensorResult:
     found = discover(discovery, lambda query: copernicus.search(query, log=context.log),
                      now=datetime.now(timezone.utc), cursor=DiscoveryCursor.from_json(context.cursor),
                      existing_keys=context.instance.get_dynamic_partitions(products_partitions.name))
@@ -46,4 +49,4 @@ def cdse_discovery_sensor(context: dg.SensorEvaluationContext, copernicus: Coper
     if not found.keys:
         return dg.SensorResult(skip_reason=f"{found.found} products found, none new", cursor=cursor)
     context.log.info(f"adding {len(found.keys)} products from CDSE ({found.plan.deferred} left for later ticks)")
-    return _add(found.keys, "cdse", cursor)
+    return _add(found.keys, "cdse", storage, cursor)

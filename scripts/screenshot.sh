@@ -6,7 +6,11 @@
 # Environment: DAGSTER_HOME (default ./dagster_home; run `make demo` first so the graph shows
 # materializations), PORT (3333), URL_PATH (default: the global asset lineage graph, /asset-groups,
 # with every asset group of cloudgan_assets.definitions expanded), WINDOW (1600,1000),
-# WORKSPACE (workspace.yaml), WAIT_S (seconds to wait for the server, 180).
+# WORKSPACE (workspace.yaml), WAIT_S (seconds to wait for the server, 180), CLICK (the text of an
+# element to click before the screenshot, e.g. "[Show Markdown]" to open a metadata preview; done by
+# scripts/cdp_shot.py over the DevTools protocol). The composites preview in docs/:
+#   URL_PATH="/assets/composites?partition=<product>&view=partitions" CLICK="[Show Markdown]" \
+#       scripts/screenshot.sh docs/composites-preview.png
 # It marks Dagster's one-time "Join the community" dialog as seen on the instance (the setNuxSeen
 # GraphQL mutation), so that the dialog does not cover the graph.
 # Chromium comes from the OS packages (apt) and is installed here on first use, not by the main install.
@@ -112,10 +116,15 @@ PY
 )
 fi
 
-echo "taking the screenshot of http://127.0.0.1:$PORT$URL_PATH ..."
-"$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars \
-    --window-size="$WINDOW" --virtual-time-budget=15000 --screenshot="$OUT" \
-    "http://127.0.0.1:$PORT$URL_PATH" >/dev/null 2>&1
+echo "taking the screenshot of http://127.0.0.1:$PORT$URL_PATH ${CLICK:+after a click on $CLICK }..."
+if [ -n "${CLICK:-}" ]; then
+    "$PYTHON" scripts/cdp_shot.py --chromium "$CHROMIUM" --window "$WINDOW" --click "$CLICK" \
+        "http://127.0.0.1:$PORT$URL_PATH" "$OUT"
+else
+    "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars \
+        --window-size="$WINDOW" --virtual-time-budget=15000 --screenshot="$OUT" \
+        "http://127.0.0.1:$PORT$URL_PATH" >/dev/null 2>&1
+fi
 stop_dagster
 [ -s "$OUT" ] || { echo "no screenshot written to $OUT" >&2; exit 1; }
 echo "wrote $OUT"

@@ -106,7 +106,8 @@ def test_discovery_sensor_adds_new_products_once_and_caps_per_tick(tmp_path, cds
     for h, n in zip((5, 10, 20), names):
         cdse.add_entry(n, now - timedelta(hours=h), cloud_cover=40.0)
     cdse.add_entry(product_name(3, "S3B"), now - timedelta(hours=3), cloud_cover=2.0)  # too clear
-    res = {"copernicus": CopernicusResource(), "discovery": DiscoverySettings(max_products=2)}
+    res = {"copernicus": CopernicusResource(), "discovery": DiscoverySettings(max_products=2),
+           "storage": storage_for(tmp_path)}
     with dg.instance_for_test() as instance:
         first = cdse_discovery_sensor(dg.build_sensor_context(instance=instance, resources=res))
         added = [r.partition_key for r in first.run_requests]
@@ -137,6 +138,7 @@ def test_backfill_schedule_requests_only_pending_partitions(tmp_path):
         assert dg.materialize(chain, partition_key=keys[0], instance=instance, resources=res,
                               selection=list(PRODUCT_ASSET_NAMES), run_config=SMALL_RUN_CONFIG).success
         assert pending_partitions(instance) == [keys[1]]
-        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 1, 2)) as ctx:
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 1, 2),
+                                       resources={"storage": storage_for(tmp_path)}) as ctx:
             requests = process_pending_products(ctx)
         assert [r.partition_key for r in requests] == [keys[1]]

@@ -136,7 +136,8 @@ def _started_run(instance: dg.DagsterInstance, key: str) -> dg.DagsterRun | None
 
 
 def _tick(instance: dg.DagsterInstance):
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(timezone.utc)) as context:
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(timezone.utc),
+                                   resources={"storage": CloudGANStorage()}) as context:
         return process_pending_products(context)
 
 

@@ -58,6 +58,7 @@ def test_make_ui_serves_and_stops_on_ctrl_c(tmp_path):
         left = subprocess.run(["ps", "-o", "pid,stat,cmd", "-g", str(proc.pid)], capture_output=True, text=True).stdout
         assert not _group_alive(proc.pid), left[:3000] + (tmp_path / "ui.log").read_text()[-1500:]
         assert proc.returncode not in (None, 0)  # make reports the interrupt
+        assert "Warning" not in (tmp_path / "ui.log").read_text()  # e.g. dagster dev's "use dg dev" hint
     finally:
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)

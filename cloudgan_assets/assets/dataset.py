@@ -7,6 +7,7 @@ the figures and preview shown as metadata.
 
 import dagster as dg
 
+from cloudgan_assets.automation import new_clouds, periodic_refresh
 from cloudgan_assets.guard import guarded
 from cloudgan_assets.metadata import stage_metadata
 from cloudgan_assets.partitions import products_partitions
@@ -30,6 +31,7 @@ class SurfaceTilesConfig(dg.Config, surface_stage.SurfaceTilesConfig):
 
 
 @dg.asset(group_name="dataset", deps=["sorted_tiles"], kinds={"numpy"},
+          automation_condition=periodic_refresh(),
           description="The pool of cloud-free surface tiles: the clear surface candidates of every materialized "
                       "product (fully valid, daytime, 0 % cloud; snow and ice included), plus optionally a user "
                       "folder of cloud-free RGB images (bands approximated). images.npy, bands.npy, flags.npy + "
@@ -47,6 +49,7 @@ class CompositesConfig(dg.Config, composites_stage.CompositesConfig):
 
 @dg.asset(partitions_def=products_partitions, group_name="dataset", deps=["synthetic_clouds", "surface_tiles"],
           kinds={"numpy"},
+          automation_condition=new_clouds(),
           description="Clouds rendered in all nine bands over surface tiles with the surface's sun and view angles, "
                       "with their shadows; outside cloud and shadow every pixel stays byte-identical to the surface, "
                       "so the masks are exact. images/masks/shadows/clouds/surfaces.npy, bands/surface_bands.npy + "
@@ -63,6 +66,7 @@ class TrainingSetConfig(dg.Config, training_stage.TrainingSetConfig):
 
 
 @dg.asset(group_name="dataset", deps=["composites"], kinds={"python"},
+          automation_condition=periodic_refresh(),
           description="The export users train on: images/, masks/, shadows/ (0/255), clouds/, surface/ (one number "
                       "per pair), train/val/test.nc (nine bands, masks; xarray), manifest.jsonl, README.md and "
                       "training_set.zip, from all composite partitions; split by product; deterministic; replaced "
@@ -76,6 +80,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
 
 
 @dg.asset(group_name="dataset", deps=["training_set"], kinds={"python"},
+          automation_condition=dg.AutomationCondition.eager(),
           description="Realism figures (texture, checkerboard, edge opacity, bright-and-cold, S5/S3 over cloud vs "
                       "snow), detector IoU and brightness change for the training set's composites and for the "
                       "original 50 % blend on the same inputs, plus the cover histogram. report.json + report.png.")

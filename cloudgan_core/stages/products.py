@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cloudgan_core.atomic import atomic_dir, require_inputs, write_text
 from cloudgan_core.cdse.errors import CdseError
 from cloudgan_core.errors import ProductError
@@ -37,6 +39,10 @@ NAME = "products"
 RECORD = "product.json"
 #: Folder of the storage root where downloads are staged until they are registered.
 DOWNLOADS = "downloads"
+
+#: The variable (and file, with ``.nc``) the quicklook preview shows, and its longest side in pixels.
+QUICKLOOK_VARIABLE = "S3_radiance_an"
+QUICKLOOK_SIDE = 480
 
 #: ``fetch(key, dest_dir) -> path``: downloads product ``key`` into ``dest_dir`` and returns the
 #: ``<key>.SEN3`` folder or ``<key>.zip`` it wrote there.
@@ -67,7 +73,30 @@ class ProductsResult:
                 "source": str(self.source), "origin": self.origin}
 
     def preview(self) -> Preview | None:
-        return None
+        return Preview(quicklook(self.path), f"quicklook: {QUICKLOOK_VARIABLE} (0.555 um), 2-98 % stretch")
+
+
+def quicklook(sen3: Path, max_side: int = QUICKLOOK_SIDE) -> np.ndarray:
+    """A grey quicklook (uint8) of a product: its S3 radiance, every n-th pixel so that the longer
+    side is at most ``max_side`` pixels, stretched between the 2nd and 98th percentiles of the
+    valid pixels; fill is black. Reads one file of the (verified) ``.SEN3`` folder ``sen3``.
+
+    Raises
+    ------
+    ProductError
+        The radiance file or variable is missing or unreadable.
+    """
+    with open_product(sen3) as product, product.open_netcdf(f"{QUICKLOOK_VARIABLE}.nc", [QUICKLOOK_VARIABLE]) as nc:
+        packing = nc.packing(QUICKLOOK_VARIABLE)
+        stored = nc.read(QUICKLOOK_VARIABLE)
+    step = max(1, -(-max(stored.shape) // max_side))
+    radiance = packing.unpack(np.ascontiguousarray(stored[::step, ::step]))
+    valid = np.isfinite(radiance)
+    if not valid.any():
+        return np.zeros(radiance.shape, np.uint8)
+    low, high = np.percentile(radiance[valid], [2, 98])
+    scaled = (np.nan_to_num(radiance, nan=low) - low) / max(float(high - low), 1e-6)
+    return np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
 def folder(root: Path, key: str) -> Path:
