@@ -37,6 +37,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scene.py
+	$(BIN)/python benchmarks/bench_render.py --full
 
 ui: $(STAMP)
 	$(BIN)/python -m cloudgan_assets.demo --init-home
