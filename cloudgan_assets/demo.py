@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs under {root}")
     zip_path = root / "training_set" / "training_set.zip"
     if zip_path.exists():
-        print(f"training set: {zip_path.parent}  (images/, masks/, clouds/, surface/, manifest.jsonl, {zip_path.name})")
-    print(f"open the UI with:  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
+        print(f"training set: {zip_path.parent}  (images/, masks/, shadows/, clouds/, surface/, "
+              f"train.nc/val.nc/test.nc, manifest.jsonl, {zip_path.name})")
+    print("open the UI with:  make ui")
     if failed:
         print(f"{len(failed)} partition(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

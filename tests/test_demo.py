@@ -34,7 +34,9 @@ def test_demo_ends_with_a_training_set_whose_images_and_masks_pair_up(tmp_path):
         surf = np.asarray(Image.open(ts / "surface" / name).convert("RGB"))
         mask = np.asarray(Image.open(ts / "masks" / name))
         assert set(np.unique(mask)) <= {0, 255}
-        assert (img[mask == 0] == surf[mask == 0]).all()  # exact mask: clear pixels are the surface
+        shadow = np.asarray(Image.open(ts / "shadows" / name))
+        clear = (mask == 0) & (shadow == 0)
+        assert clear.any() and (img[clear] == surf[clear]).all()  # exact masks: outside cloud ∪ shadow, the surface
         assert (img[mask == 255] != surf[mask == 255]).any(axis=-1).mean() > 0.95
 
 
