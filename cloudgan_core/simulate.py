@@ -104,7 +104,6 @@ photographs of the sun's glitter, J. Opt. Soc. Am. 44, 838-850.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 import zipfile
@@ -117,9 +116,21 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 
 from cloudgan_core.atomic import atomic_dir, atomic_path
-from cloudgan_core.clouds import (BANDS, REFLECTIVE, THERMAL, CloudField, Geometry, ProceduralClouds,
-                                  brightness_temperature, fractal_field, planck_radiance, procedural_thickness, render,
-                                  shadow_shift_per_km)
+from cloudgan_core.clouds import (
+    BANDS,
+    REFLECTIVE,
+    THERMAL,
+    CloudField,
+    Geometry,
+    ProceduralClouds,
+    brightness_temperature,
+    fractal_field,
+    planck_radiance,
+    procedural_thickness,
+    render,
+    shadow_shift_per_km,
+)
+from cloudgan_core.digests import file_digest
 from cloudgan_core.slstr.geometry import tie_to_image
 from cloudgan_core.slstr.radiance import ADJUSTMENT_FACTORS
 
@@ -828,8 +839,8 @@ def simulate_product(out_dir: str | Path, *, seed: int = 0, rows: int = 240, col
 
         def write(fname: str, variables: dict[str, _Var], attrs: dict) -> None:
             _write_nc(folder / fname, variables, attrs)
-            data = (folder / fname).read_bytes()
-            written[fname] = (len(data), hashlib.md5(data, usedforsecurity=False).hexdigest())
+            path = folder / fname
+            written[fname] = (path.stat().st_size, file_digest(path, "md5"))
 
         for band in REFLECTIVE:
             attrs = _packed_attrs(RADIANCE_SCALE[band], 0.0,

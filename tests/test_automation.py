@@ -29,7 +29,7 @@ from cloudgan_assets.partitions import products_partitions
 from cloudgan_assets.resources import CloudGANStorage
 from cloudgan_core.simulate import product_name, simulate_product
 from cloudgan_core.slstr.product import product_id
-from tests.servers import free_port
+from tests.servers import free_port, group_alive
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -169,14 +169,6 @@ def _stop_group(proc: subprocess.Popen) -> None:
             time.sleep(0.2)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 @pytest.mark.slow
 def test_dagster_dev_takes_a_new_inbox_product_to_the_training_set(tmp_path):
     started = time.monotonic()
@@ -220,7 +212,7 @@ def test_dagster_dev_takes_a_new_inbox_product_to_the_training_set(tmp_path):
             chain = [r for r in runs.values() if r.tags.get("dagster/partition") == new]
     finally:
         _stop_group(dev)
-    assert not _group_alive(dev.pid), "dagster dev or one of its children is still running"
+    assert not group_alive(dev.pid), "dagster dev or one of its children is still running"
 
     assert run.status == dg.DagsterRunStatus.SUCCESS
     # the training set holds the new product's pairs

@@ -16,17 +16,9 @@ import time
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, group_alive
 from tests.paths import REPO
 
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 @pytest.mark.slow
@@ -52,13 +44,13 @@ def test_make_ui_serves_and_stops_on_ctrl_c(tmp_path):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             proc.poll()  # reap make, so a finished make is not counted as alive
-            if not _group_alive(proc.pid):
+            if not group_alive(proc.pid):
                 break
             time.sleep(0.5)
         left = subprocess.run(["ps", "-o", "pid,stat,cmd", "-g", str(proc.pid)], capture_output=True, text=True).stdout
-        assert not _group_alive(proc.pid), left[:3000] + (tmp_path / "ui.log").read_text()[-1500:]
+        assert not group_alive(proc.pid), left[:3000] + (tmp_path / "ui.log").read_text()[-1500:]
         assert proc.returncode not in (None, 0)  # make reports the interrupt
         assert "Warning" not in (tmp_path / "ui.log").read_text()  # e.g. dagster dev's "use dg dev" hint
     finally:
-        if _group_alive(proc.pid):
+        if group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -20,7 +20,6 @@ A product is untrusted input, and reading it is bounded:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -34,11 +33,21 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import h5py
 
+from cloudgan_core.digests import new_digest
 from cloudgan_core.errors import ProductError
-from cloudgan_core.slstr.manifest import (MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestFile, parse_manifest,
-                                          short_repr)
-from cloudgan_core.slstr.names import product_id  # noqa: F401  (re-exported: the partition key of a name)
-from cloudgan_core.slstr.names import ProductNameError, validate_product_id
+from cloudgan_core.slstr.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    ManifestFile,
+    parse_manifest,
+    short_repr,
+)
+from cloudgan_core.slstr.names import (
+    ProductNameError,
+    product_id,  # noqa: F401  (re-exported: the partition key of a name)
+    validate_product_id,
+)
 from cloudgan_core.slstr.netcdf import NetCDF
 from cloudgan_core.storage import UnsafePathError, inside
 
@@ -292,7 +301,7 @@ class Product:
 
     def _stream(self, name: str, sink: Callable[[bytes], object] | None = None) -> str:
         """Feed ``name`` to ``sink`` chunk by chunk; its MD5, checked against the manifest's."""
-        md5 = hashlib.md5(usedforsecurity=False)
+        md5 = new_digest("md5")
         with closing(self.iter_chunks(name)) as chunks:
             for chunk in chunks:
                 md5.update(chunk)
