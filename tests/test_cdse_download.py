@@ -199,6 +199,7 @@ def test_expired_access_token_is_refreshed_not_relogged(cdse, tmp_path):
     assert cdse.token_grants == [("password", True), ("refresh_token", True)]
 
 
+@pytest.mark.slow  # waits for a token to expire (about 4 s)
 def test_short_token_lifetime_refreshes_during_download(tmp_path, product_folder):
     with FakeCdse(tmp_path / "server", token_lifetime=1, file_delay=0.2) as cdse:
         cdse.add_folder(product_folder)

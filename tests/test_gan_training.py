@@ -46,6 +46,7 @@ def test_lr_schedule_is_constant_then_linear():
     assert [lr_factor(e, 0, 1) for e in range(1)] == pytest.approx([0.5])
 
 
+@pytest.mark.slow  # trains twice (about 4 s)
 def test_train_then_resume(tmp_path):
     images, masks = _data()
     lines: list[str] = []
