@@ -40,9 +40,17 @@ def test_make_ui_serves_and_stops_on_ctrl_c(tmp_path):
             except requests.ConnectionError:
                 time.sleep(0.5)
         assert "run_monitoring" in (home / "dagster.yaml").read_text()  # the project's instance config
-        # a user presses Ctrl-C after the UI is up, not in the same instant: a SIGINT that lands while
-        # the webserver is still installing its signal handlers can be lost inside Dagster
-        time.sleep(3)
+        # a user presses Ctrl-C once the UI is up, code location loaded, not in its first instant: a
+        # SIGINT that lands while Dagster is still starting its processes can be lost inside Dagster
+        query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+        while True:
+            assert time.monotonic() < deadline, "the code location did not load"
+            reply = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10).json()
+            entries = reply["data"]["workspaceOrError"].get("locationEntries") or []
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                break
+            time.sleep(0.5)
+        time.sleep(2)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
