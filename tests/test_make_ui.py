@@ -21,6 +21,15 @@ from tests.paths import REPO
 
 
 
+def _terminal_signals() -> None:
+    """In the child before ``make`` starts: SIGINT and SIGTERM as a terminal's shell leaves them
+    (default action, not blocked). Ignored or blocked signals are inherited across exec, and code
+    that ran earlier in the pytest process (in-process Dagster runs) may have left them so."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_make_ui_serves_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
@@ -28,7 +37,8 @@ def test_make_ui_serves_and_stops_on_ctrl_c(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
     # the test's own interpreter and venv; no install step (STAMP empty)
     proc = subprocess.Popen(["make", "-s", "ui", f"VENV={sys.prefix}", "STAMP=", f"UI_PORT={port}"], cwd=REPO, env=env,
-                            stdout=open(tmp_path / "ui.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=open(tmp_path / "ui.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_terminal_signals)
     try:
         deadline = time.monotonic() + 180
         while True:
