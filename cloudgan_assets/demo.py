@@ -32,15 +32,18 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def make_samples(inbox: Path) -> list[str]:
-    """Simulate the sample products into ``inbox`` (kept when already there); returns their ids."""
+    """Simulate the sample products into ``inbox``; returns their ids.
+
+    They are written afresh on every run (the simulator is deterministic: the same bytes as long as
+    it is unchanged), so samples left by an older version of the simulator are replaced rather than
+    reused.
+    """
     inbox.mkdir(parents=True, exist_ok=True)
     keys = []
     for seed, cover, land in SAMPLES:
-        key = product_id(product_name(seed))
-        if not (inbox / f"{key}.zip").exists():
-            simulate_product(inbox, seed=seed, rows=SAMPLE_SHAPE[0], cols=SAMPLE_SHAPE[1], cloud_cover=cover,
-                             land_fraction=land, as_zip=True)
-        keys.append(key)
+        simulate_product(inbox, seed=seed, rows=SAMPLE_SHAPE[0], cols=SAMPLE_SHAPE[1], cloud_cover=cover,
+                         land_fraction=land, as_zip=True)
+        keys.append(product_id(product_name(seed)))
     return keys
 
 
