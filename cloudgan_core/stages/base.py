@@ -15,7 +15,9 @@ path), a dict or list (shown as JSON) or :class:`Markdown` text (shown rendered)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -72,3 +74,14 @@ def derived_seed(seed: int, key: str) -> int:
     digest = new_digest("sha256")
     digest.update(f"{seed}:{key}".encode())
     return int(digest.hexdigest()[:16], 16)
+
+
+def csv_text(rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> str:
+    """The ``index.csv`` text of ``rows``: a header of ``columns``, then one line per row (keys not
+    in ``columns`` left out, ``None`` written empty, ``\n`` line ends). Every stage's index is
+    written with it."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

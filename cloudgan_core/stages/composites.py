@@ -23,7 +23,6 @@ the product and the pool of :mod:`~cloudgan_core.stages.surface_tiles`.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -39,7 +38,7 @@ from cloudgan_core.errors import CloudGANError
 from cloudgan_core.preview import grid
 from cloudgan_core.settings import SettingError, check_choice
 from cloudgan_core.stages import surface_tiles, synthetic_clouds
-from cloudgan_core.stages.base import Preview, derived_seed
+from cloudgan_core.stages.base import Preview, csv_text, derived_seed
 from cloudgan_core.storage import asset_dir
 
 NAME = "composites"
@@ -176,21 +175,13 @@ def folder(root: Path, key: str) -> Path:
     return asset_dir(root, NAME, key)
 
 
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    return buf.getvalue()
-
-
 def write(root: Path, key: str, data: CompositesData) -> Path:
     """Write a partition (swapped in whole)."""
     path = folder(root, key)
     with atomic_dir(path) as tmp:
         for name in ARRAYS:
             save_npy(tmp / f"{name}.npy", getattr(data, name))
-        write_text(tmp / INDEX_FILE, _csv(data.index))
+        write_text(tmp / INDEX_FILE, csv_text(data.index, COLUMNS))
         write_text(tmp / SUMMARY_FILE, json.dumps(asdict(data.summary), indent=2, sort_keys=True))
     return path
 

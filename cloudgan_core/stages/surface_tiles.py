@@ -25,7 +25,6 @@ than the memory.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from cloudgan_core.preview import grid
 from cloudgan_core.settings import check_between
 from cloudgan_core.slstr.flags import PIXEL_FLAG_BITS
 from cloudgan_core.stages import sorted_tiles
-from cloudgan_core.stages.base import Preview
+from cloudgan_core.stages.base import Preview, csv_text
 from cloudgan_core.storage import asset_dir
 from cloudgan_core.tiles import ANGLE_COLUMNS, DEFAULT_TILE_SIZE, check_tile_size
 
@@ -172,14 +171,6 @@ def folder(root: Path) -> Path:
     return asset_dir(root, NAME)
 
 
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({**r, **{k: "" for k in ("land_fraction", "snow_fraction") if r[k] is None}} for r in rows)
-    return buf.getvalue()
-
-
 #: Tiles: one array, or the arrays of several sources to be written one after the other.
 Chunks = np.ndarray | Sequence[np.ndarray]
 
@@ -229,7 +220,7 @@ def write(root: Path, images: Chunks, index: list[dict], bands: Chunks, flags: C
         _save_chunks(tmp / IMAGES_FILE, parts["images"], np.uint8, tails["images"])
         _save_chunks(tmp / BANDS_FILE, parts["bands"], np.float32, tails["bands"])
         _save_chunks(tmp / FLAGS_FILE, parts["flags"], np.uint16, tails["flags"])
-        write_text(tmp / INDEX_FILE, _csv(index))
+        write_text(tmp / INDEX_FILE, csv_text(index, COLUMNS))
     return path
 
 

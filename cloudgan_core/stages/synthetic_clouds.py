@@ -39,8 +39,6 @@ in the configured range.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -60,7 +58,7 @@ from cloudgan_core.digests import new_digest
 from cloudgan_core.errors import CloudGANError
 from cloudgan_core.preview import grid
 from cloudgan_core.stages import sorted_tiles
-from cloudgan_core.stages.base import Preview, derived_seed
+from cloudgan_core.stages.base import Preview, csv_text, derived_seed
 from cloudgan_core.stages.tiles import read_index
 from cloudgan_core.storage import asset_dir
 from cloudgan_core.tiles import INDEX_COLUMNS
@@ -221,11 +219,7 @@ def _index_csv(rows: list[dict]) -> str:
     """The sorted tiles' columns the rows have (in their order), then :data:`CLOUD_COLUMNS`."""
     first = rows[0] if rows else {}
     cols = [c for c in INDEX_COLUMNS if c in first and c not in CLOUD_COLUMNS] if rows else list(INDEX_COLUMNS[:5])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*cols, *CLOUD_COLUMNS], extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return csv_text(rows, [*cols, *CLOUD_COLUMNS])
 
 
 def write(root: Path, key: str, data: SyntheticCloudsData, info: dict[str, object] | None = None) -> Path:

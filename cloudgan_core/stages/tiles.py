@@ -26,7 +26,6 @@ keep tile rows, e.g. ``synthetic_clouds``, use these). The slicing science is in
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from cloudgan_core.slstr.flags import FLAGS_FILE, PIXEL_FLAG_BITS
 from cloudgan_core.slstr.geometry import grid_attrs, tile_angles
 from cloudgan_core.slstr.product import open_product
 from cloudgan_core.stages import false_color, masks, products
-from cloudgan_core.stages.base import Preview
+from cloudgan_core.stages.base import Preview, csv_text
 from cloudgan_core.storage import asset_dir
 from cloudgan_core.tiles import DEFAULT_TILE_SIZE, INDEX_COLUMNS, Tiles, check_tile_size, slice_tiles, tile_grid
 
@@ -75,11 +74,7 @@ def write_index(path: Path, rows: Sequence[dict]) -> Path:
     """Write tile rows as ``index.csv`` (atomically): the columns of :data:`INDEX_COLUMNS` that the
     rows have, in that order (an empty index gets the first five as its header)."""
     cols = [c for c in INDEX_COLUMNS if c in rows[0]] if rows else list(INDEX_COLUMNS[:5])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text(path, buf.getvalue())
+    return write_text(path, csv_text(rows, cols))
 
 
 def _parse(value: str) -> object:
